@@ -1,0 +1,302 @@
+//! The normalised view that every rule matches against, and the offset map back to the original.
+//!
+//! Agents (and people trying to get around a filter) write the same words in many ways: full-width
+//! letters, traditional characters, spaces or emoji between characters, punctuation anywhere. Matching
+//! runs on one canonical view so that a lexicon lists each form once:
+//!
+//! * NFKC (full-width → half-width, compatibility ideographs → unified ones),
+//! * lower case,
+//! * traditional → simplified (from `fast2s`'s table),
+//! * whitespace, punctuation, emoji, symbols and zero-width characters dropped.
+//!
+//! Every character of the view remembers the byte range of the original character it came from, so a
+//! finding's span is exact in the original text whatever was dropped or converted in between.
+
+use std::sync::OnceLock;
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
+
+/// What was dropped just before a character of the normalised view.
+///
+/// A *hard* break is clause punctuation (`,` `。` `?` …) or a newline: a word never spans it. A *soft*
+/// break is anything else that was dropped (spaces, emoji, `*`, zero-width characters): the things people
+/// put inside a word to get it past a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Break {
+    None = 0,
+    Soft = 1,
+    Hard = 2,
+}
+
+/// One character of the normalised view.
+#[derive(Clone, Copy, Debug)]
+struct CharMap {
+    /// Byte offset of this character in the normalised text.
+    norm: u32,
+    /// Byte range of the original character it came from.
+    orig_start: u32,
+    orig_end: u32,
+    /// What was dropped between the previous kept character and this one.
+    brk: Break,
+}
+
+/// A normalised view of a text with its offset map.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    text: String,
+    chars: Vec<CharMap>,
+    /// What was dropped after the last kept character (so the end of the text has a break too).
+    trailing: Option<Break>,
+}
+
+impl Normalized {
+    /// Normalise `original`.
+    pub fn new(original: &str) -> Normalized {
+        let mut n = Normalized {
+            text: String::with_capacity(original.len()),
+            chars: Vec::with_capacity(original.len() / 2 + 1),
+            trailing: None,
+        };
+        let mut pending = Break::None;
+        for (offset, c) in original.char_indices() {
+            let orig_start = offset as u32;
+            let orig_end = (offset + c.len_utf8()) as u32;
+            // Fast path: ASCII and the CJK Unified Ideographs block are already NFKC and have no case
+            // beyond ASCII's; they are nearly all of the text liyu sees.
+            if c.is_ascii() {
+                n.push_ascii(c, orig_start, orig_end, &mut pending);
+                continue;
+            }
+            if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+                n.push(to_simplified(c), orig_start, orig_end, &mut pending);
+                continue;
+            }
+            for k in std::iter::once(c).nfkc() {
+                for l in k.to_lowercase() {
+                    if l.is_ascii() {
+                        n.push_ascii(l, orig_start, orig_end, &mut pending);
+                    } else if is_dropped(l) {
+                        pending = pending.max(drop_kind(l));
+                    } else {
+                        n.push(to_simplified(l), orig_start, orig_end, &mut pending);
+                    }
+                }
+            }
+        }
+        n.trailing = Some(pending);
+        n
+    }
+
+    /// ASCII letters and digits are kept (lower-cased), and `%` because "100%" is a claim; the rest of
+    /// ASCII is punctuation, symbols, spaces and controls.
+    fn push_ascii(&mut self, c: char, orig_start: u32, orig_end: u32, pending: &mut Break) {
+        if c.is_ascii_alphanumeric() || c == '%' {
+            self.push(c.to_ascii_lowercase(), orig_start, orig_end, pending);
+        } else {
+            *pending = (*pending).max(drop_kind(c));
+        }
+    }
+
+    fn push(&mut self, c: char, orig_start: u32, orig_end: u32, pending: &mut Break) {
+        self.chars.push(CharMap {
+            norm: self.text.len() as u32,
+            orig_start,
+            orig_end,
+            brk: *pending,
+        });
+        self.text.push(c);
+        *pending = Break::None;
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Index of the normalised character that starts at byte `pos` (or `chars.len()` at the end).
+    fn char_at(&self, pos: usize) -> usize {
+        self.chars
+            .binary_search_by_key(&(pos as u32), |m| m.norm)
+            .unwrap_or_else(|i| i)
+    }
+
+    /// The byte range in the original text of the normalised byte range `start..end`.
+    ///
+    /// `start..end` must lie on character boundaries of the normalised text and not be empty.
+    pub fn original_range(&self, start: usize, end: usize) -> std::ops::Range<usize> {
+        debug_assert!(start < end);
+        let first = self.char_at(start);
+        let last = self.char_at(end) - 1;
+        self.chars[first].orig_start as usize..self.chars[last].orig_end as usize
+    }
+
+    /// What was dropped just before the normalised byte offset `pos` (a character boundary).
+    /// The start and end of the text count as hard breaks.
+    pub(crate) fn break_at(&self, pos: usize) -> Break {
+        if pos == 0 || pos >= self.text.len() {
+            return Break::Hard;
+        }
+        self.chars[self.char_at(pos)].brk
+    }
+
+    /// The strongest break strictly inside the normalised byte range `start..end`.
+    pub(crate) fn break_within(&self, start: usize, end: usize) -> Break {
+        let first = self.char_at(start);
+        let last = self.char_at(end);
+        self.chars[first + 1..last]
+            .iter()
+            .map(|m| m.brk)
+            .max()
+            .unwrap_or(Break::None)
+    }
+
+    /// The clause around `start..end`: the widest range that contains it, reaches at most `reach`
+    /// characters either side, and crosses no hard break. Used to give jieba context for a word.
+    pub(crate) fn clause_around(
+        &self,
+        start: usize,
+        end: usize,
+        reach: usize,
+    ) -> std::ops::Range<usize> {
+        let first = self.char_at(start);
+        let last = self.char_at(end); // exclusive
+        let mut lo = first;
+        while lo > 0 && first - lo < reach && self.chars[lo].brk != Break::Hard {
+            lo -= 1;
+        }
+        let mut hi = last;
+        while hi < self.chars.len() && hi - last < reach && self.chars[hi].brk != Break::Hard {
+            hi += 1;
+        }
+        let lo_byte = self.chars[lo].norm as usize;
+        let hi_byte = self
+            .chars
+            .get(hi)
+            .map_or(self.text.len(), |m| m.norm as usize);
+        lo_byte..hi_byte
+    }
+}
+
+/// Normalise a lexicon form the same way as a message, returning just the text.
+pub fn normalize_form(form: &str) -> String {
+    Normalized::new(form).text
+}
+
+/// Whether a (NFKC-ed, lower-cased) non-ASCII character is left out of the view.
+fn is_dropped(c: char) -> bool {
+    if matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}') {
+        // Variation selectors ride along with emoji.
+        return true;
+    }
+    match c.general_category_group() {
+        GeneralCategoryGroup::Punctuation | GeneralCategoryGroup::Separator => true,
+        GeneralCategoryGroup::Other => true, // controls, format (zero-width), private use
+        GeneralCategoryGroup::Symbol => matches!(
+            c.general_category(),
+            GeneralCategory::OtherSymbol | GeneralCategory::ModifierSymbol
+        ),
+        _ => false,
+    }
+}
+
+/// How strong a break a dropped character makes.
+fn drop_kind(c: char) -> Break {
+    match c {
+        ',' | '.' | '!' | '?' | ';' | ':' | '(' | ')' | '[' | ']' | '{' | '}' | '"' | '\''
+        | '\n' | '\r' | '，' | '。' | '！' | '？' | '；' | '：' | '、' | '…' | '（' | '）'
+        | '【' | '】' | '「' | '」' | '『' | '』' | '《' | '》' | '“' | '”' | '‘' | '’' => {
+            Break::Hard
+        }
+        _ => Break::Soft,
+    }
+}
+
+/// Traditional → simplified for one character.
+///
+/// `fast2s::convert` walks a string and looks every character up in a hash map; liyu normalises every
+/// message on the hot path, so the per-character mapping of the CJK block is read out of fast2s once
+/// into a flat table and each conversion becomes an array index. fast2s's few context-dependent cases
+/// (characters that stay traditional inside particular words) are not needed for matching.
+fn to_simplified(c: char) -> char {
+    const FIRST: u32 = 0x3400;
+    const LAST: u32 = 0x9FFF;
+    static TABLE: OnceLock<Vec<char>> = OnceLock::new();
+    let cp = c as u32;
+    if !(FIRST..=LAST).contains(&cp) {
+        return c;
+    }
+    let table = TABLE.get_or_init(|| {
+        (FIRST..=LAST)
+            .map(|cp| {
+                let c = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                let mut buf = [0u8; 4];
+                let converted = fast2s::convert(c.encode_utf8(&mut buf));
+                let mut chars = converted.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(s), None) => s,
+                    _ => c,
+                }
+            })
+            .collect()
+    });
+    table[(cp - FIRST) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(s: &str) -> String {
+        Normalized::new(s).as_str().to_string()
+    }
+
+    #[test]
+    fn drops_punctuation_spaces_emoji_and_zero_width() {
+        assert_eq!(view("有牌子,自己看"), "有牌子自己看");
+        assert_eq!(view("有牌子 自己看！"), "有牌子自己看");
+        assert_eq!(view("快😊点\u{200B}吧🙂\u{FE0F}"), "快点吧");
+        assert_eq!(view("傻*逼"), "傻逼");
+    }
+
+    #[test]
+    fn full_width_and_case_fold() {
+        assert_eq!(view("ＳＢ，ＴＭＤ"), "sbtmd");
+        assert_eq!(view("１００％没问题"), "100%没问题");
+    }
+
+    #[test]
+    fn traditional_to_simplified() {
+        assert_eq!(view("下班了,明天再來"), "下班了明天再来");
+        assert_eq!(view("這不歸我們管"), "这不归我们管");
+    }
+
+    #[test]
+    fn offset_map_points_at_original() {
+        let s = "快 点，我 要 下 班 了";
+        let n = Normalized::new(s);
+        assert_eq!(n.as_str(), "快点我要下班了");
+        let at = n.as_str().find("下班").unwrap();
+        let r = n.original_range(at, at + "下班".len());
+        assert_eq!(&s[r], "下 班");
+        let r = n.original_range(0, n.as_str().len());
+        assert_eq!(&s[r], s);
+    }
+
+    #[test]
+    fn breaks_are_hard_for_clause_punctuation_soft_for_spaces() {
+        let n = Normalized::new("很快,点火 也");
+        let t = n.as_str();
+        assert_eq!(t, "很快点火也");
+        assert_eq!(n.break_at(t.find('点').unwrap()), Break::Hard);
+        assert_eq!(n.break_at(t.find('也').unwrap()), Break::Soft);
+        assert_eq!(n.break_at(t.find('快').unwrap()), Break::None);
+        assert_eq!(n.break_at(0), Break::Hard);
+    }
+
+    #[test]
+    fn empty_and_all_dropped() {
+        assert_eq!(view(""), "");
+        assert_eq!(view(" ,,。 😀"), "");
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::normalize::normalize_form;
+use super::normalize::{normalize_form, to_simplified};
 use super::{Category, Severity};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_lexicons.rs"));
@@ -506,7 +506,10 @@ fn parse_file(file: &Arc<str>, text: &str, problems: &mut Vec<Problem>) -> Vec<R
         let mut regexes = |list: Vec<Spanned<String>>, what: &str| -> Vec<Located<String>> {
             list.into_iter()
                 .filter_map(|s| {
-                    let pattern = s.get_ref().clone();
+                    // The text a pattern sees is simplified character by character, so the same is
+                    // done to the pattern's own Chinese characters (never regex syntax): a pattern
+                    // written with 呵 or 來 matches what the text's 呵 or 來 became.
+                    let pattern: String = s.get_ref().chars().map(to_simplified).collect();
                     if pattern.is_empty() {
                         errs.push((s.span().start, format!("empty {what}")));
                         return None;

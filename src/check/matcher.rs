@@ -1,27 +1,50 @@
-//! One engine for every rule: a single Aho-Corasick automaton over all literal forms and a single
-//! `RegexSet` over all patterns, both run once per message over the normalised view.
+//! One engine for every rule: a single Aho-Corasick automaton over all literal forms, run once per
+//! message over the normalised view.
 //!
-//! Each literal needle remembers which rules use it and how (phrase, word, near term, unless context);
-//! the scan turns automaton matches into rule hits, confirms words with jieba, chains near terms,
-//! drops hits cancelled by an `unless`, and finally maps spans back to the original text.
+//! Each literal needle remembers which rules use it and how (phrase, word, near term, unless context,
+//! or the start of a pattern); the scan turns automaton matches into rule hits, confirms words with
+//! jieba, confirms patterns with an anchored regex search where their prefix was seen, chains near
+//! terms, drops hits cancelled by an `unless`, and finally maps spans back to the original text.
+//!
+//! Patterns go through the automaton too because a `RegexSet` of a couple of hundred Unicode patterns
+//! outgrows the lazy DFA's cache and falls back to a slow engine: tens of microseconds on every clean
+//! message. Almost every lexicon pattern starts with one of a few literal strings, which
+//! `regex-syntax` extracts; only a pattern without such a prefix is run over every message, in a
+//! small `RegexSet` of its own.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::{Regex, RegexSet};
+use regex_automata::{meta, Anchored, Input};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::lexicon::{Detector, Rule};
-use super::normalize::Normalized;
+use super::normalize::{normalize_into, Normalized};
 use super::{privacy, segment};
 
 /// How a rule uses a literal needle.
 #[derive(Clone, Copy, Debug)]
 enum Use {
-    Phrase { rule: u32 },
-    Word { rule: u32 },
-    NearTerm { group: u32, term: u16 },
-    Unless { rule: u32 },
+    Phrase {
+        rule: u32,
+    },
+    Word {
+        rule: u32,
+    },
+    NearTerm {
+        group: u32,
+        term: u16,
+    },
+    Unless {
+        rule: u32,
+    },
+    /// A prefix of prefiltered pattern `pattern`: confirm with an anchored search here.
+    PatternStart {
+        pattern: u32,
+    },
 }
 
 /// How a rule uses a regex of the set.
@@ -45,6 +68,8 @@ pub(crate) struct Hit {
     pub bytes: Range<usize>,
     /// A fix computed for this hit (the masked number of a privacy detector).
     pub fix: Option<String>,
+    /// The hit lies inside quotation marks: the agent is reporting what someone said.
+    pub quoted: bool,
 }
 
 /// A hit on the normalised view, before mapping back.
@@ -59,6 +84,9 @@ struct Span {
 pub(crate) struct Matcher {
     ac: Option<AhoCorasick>,
     uses: Vec<Vec<Use>>,
+    /// Patterns confirmed where one of their literal prefixes was found.
+    prefixed: Vec<(meta::Regex, PatternUse)>,
+    /// Patterns with no literal prefix, run over every message.
     set: Option<RegexSet>,
     regexes: Vec<Regex>,
     pattern_uses: Vec<PatternUse>,
@@ -66,20 +94,51 @@ pub(crate) struct Matcher {
     detectors: Vec<(Detector, usize)>,
 }
 
+/// The literal prefixes a match of `pattern` must start with, when there are few enough to be worth
+/// putting in the automaton.
+fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    /// More prefixes than this and the pattern is cheaper to run on its own.
+    const MAX_PREFIXES: usize = 500;
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    // The longer a prefix, the rarer it is in clean text and the fewer anchored searches run; but the
+    // alternations at the start of a pattern multiply, so fall back to shorter prefixes (three, two,
+    // then one CJK character) until the set is finite and small enough.
+    for bytes in [9, 6, 3] {
+        let mut extractor = Extractor::new();
+        extractor
+            .kind(ExtractKind::Prefix)
+            .limit_class(32)
+            .limit_literal_len(bytes)
+            .limit_total(MAX_PREFIXES);
+        let mut seq = extractor.extract(&hir);
+        seq.dedup();
+        if let Some(literals) = seq.literals() {
+            if !literals.is_empty()
+                && literals.len() <= MAX_PREFIXES
+                && literals.iter().all(|l| !l.as_bytes().is_empty())
+            {
+                return Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect());
+            }
+        }
+    }
+    None
+}
+
 impl Matcher {
     pub(crate) fn build(rules: &[Rule]) -> Result<Matcher, String> {
-        let mut needles: Vec<String> = Vec::new();
+        let mut needles: Vec<Vec<u8>> = Vec::new();
         let mut uses: Vec<Vec<Use>> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut add = |needle: &str, u: Use| {
-            let i = *index.entry(needle.to_string()).or_insert_with(|| {
-                needles.push(needle.to_string());
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut add = |needle: &[u8], u: Use| {
+            let i = *index.entry(needle.to_vec()).or_insert_with(|| {
+                needles.push(needle.to_vec());
                 uses.push(Vec::new());
                 needles.len() - 1
             });
             uses[i].push(u);
         };
         let mut near = Vec::new();
+        let mut prefixed = Vec::new();
         let mut patterns = Vec::new();
         let mut pattern_uses = Vec::new();
         let mut detectors = Vec::new();
@@ -88,14 +147,14 @@ impl Matcher {
             let r = ri as u32;
             let f = &rule.forms;
             for p in &f.phrases {
-                add(&p.value, Use::Phrase { rule: r });
+                add(p.value.as_bytes(), Use::Phrase { rule: r });
             }
             for w in &f.words {
                 needs_jieba = true;
-                add(&w.value, Use::Word { rule: r });
+                add(w.value.as_bytes(), Use::Word { rule: r });
             }
             for u in &f.unless {
-                add(&u.value, Use::Unless { rule: r });
+                add(u.value.as_bytes(), Use::Unless { rule: r });
             }
             for group in &f.near {
                 let g = near.len() as u32;
@@ -107,7 +166,7 @@ impl Matcher {
                 for (t, alternatives) in group.value.iter().enumerate() {
                     for a in alternatives {
                         add(
-                            a,
+                            a.as_bytes(),
                             Use::NearTerm {
                                 group: g,
                                 term: t as u16,
@@ -116,19 +175,27 @@ impl Matcher {
                     }
                 }
             }
-            for p in &f.patterns {
-                patterns.push(p.value.clone());
-                pattern_uses.push(PatternUse {
-                    rule: r,
-                    unless: false,
-                });
-            }
-            for p in &f.unless_patterns {
-                patterns.push(p.value.clone());
-                pattern_uses.push(PatternUse {
-                    rule: r,
-                    unless: true,
-                });
+            let all_patterns = f
+                .patterns
+                .iter()
+                .map(|p| (p, false))
+                .chain(f.unless_patterns.iter().map(|p| (p, true)));
+            for (p, unless) in all_patterns {
+                let u = PatternUse { rule: r, unless };
+                match literal_prefixes(&p.value) {
+                    Some(prefixes) => {
+                        let re = meta::Regex::new(&p.value).map_err(|e| e.to_string())?;
+                        let pattern = prefixed.len() as u32;
+                        prefixed.push((re, u));
+                        for prefix in prefixes {
+                            add(&prefix, Use::PatternStart { pattern });
+                        }
+                    }
+                    None => {
+                        patterns.push(p.value.clone());
+                        pattern_uses.push(u);
+                    }
+                }
             }
             if let Some(d) = f.detector {
                 detectors.push((d, ri));
@@ -165,6 +232,7 @@ impl Matcher {
         Ok(Matcher {
             ac,
             uses,
+            prefixed,
             set,
             regexes,
             pattern_uses,
@@ -173,9 +241,39 @@ impl Matcher {
         })
     }
 
-    pub(crate) fn scan(&self, rules: &[Rule], text: &str) -> Vec<Hit> {
-        let norm = Normalized::new(text);
-        let view = norm.as_str();
+    /// The rules (by index) and patterns that have no literal prefix and so run on every message.
+    pub(crate) fn unprefixed_patterns(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.pattern_uses
+            .iter()
+            .zip(&self.regexes)
+            .map(|(u, re)| (u.rule as usize, re.as_str()))
+    }
+
+    /// The hits of every rule in `text`; with `dedupe`, a hit inside a more telling one of the same
+    /// category is dropped (what users see), without it every rule reports its own (what a rule's
+    /// examples are checked against).
+    pub(crate) fn scan(&self, rules: &[Rule], text: &str, dedupe: bool) -> Vec<Hit> {
+        thread_local! {
+            // The view of each message is built in a buffer kept per thread: no allocation for it on
+            // the hot path.
+            static VIEW: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        VIEW.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut view) => {
+                normalize_into(text, &mut view);
+                self.scan_view(rules, text, &view, dedupe)
+            }
+            Err(_) => {
+                let mut view = String::new();
+                normalize_into(text, &mut view);
+                self.scan_view(rules, text, &view, dedupe)
+            }
+        })
+    }
+
+    fn scan_view(&self, rules: &[Rule], text: &str, view: &str, dedupe: bool) -> Vec<Hit> {
+        // The offset map is built only when a hit needs it: most messages have none.
+        let mut mapped: Option<Normalized> = None;
         let mut spans: Vec<Span> = Vec::new();
         let mut unless: Vec<Span> = Vec::new();
         // (group, term, start, end)
@@ -196,7 +294,11 @@ impl Matcher {
                             {
                                 Some(&(_, _, ok)) => ok,
                                 None => {
-                                    let ok = segment::stands_as_word(&norm, start, end);
+                                    let ok = segment::stands_as_word(
+                                        with_map(&mut mapped, text),
+                                        start,
+                                        end,
+                                    );
                                     word_cache.push((start, end, ok));
                                     ok
                                 }
@@ -207,6 +309,24 @@ impl Matcher {
                         }
                         Use::NearTerm { group, term } => near_hits.push((group, term, start, end)),
                         Use::Unless { rule } => unless.push(Span { rule, start, end }),
+                        Use::PatternStart { pattern } => {
+                            let (re, u) = &self.prefixed[pattern as usize];
+                            let input = Input::new(view).range(start..).anchored(Anchored::Yes);
+                            if let Some(m) = re.search(&input) {
+                                if !m.is_empty() {
+                                    let s = Span {
+                                        rule: u.rule,
+                                        start: m.start(),
+                                        end: m.end(),
+                                    };
+                                    if u.unless {
+                                        unless.push(s);
+                                    } else {
+                                        spans.push(s);
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -252,14 +372,16 @@ impl Matcher {
             kept.push(s);
         }
 
-        let mut hits: Vec<Hit> = kept
-            .into_iter()
-            .map(|s| Hit {
+        let mut hits: Vec<Hit> = Vec::with_capacity(kept.len());
+        if !kept.is_empty() {
+            let norm = with_map(&mut mapped, text);
+            hits.extend(kept.into_iter().map(|s| Hit {
                 rule: s.rule as usize,
                 bytes: norm.original_range(s.start, s.end),
                 fix: None,
-            })
-            .collect();
+                quoted: false,
+            }));
+        }
         if !self.detectors.is_empty() {
             for found in privacy::scan(text) {
                 if let Some(&(_, rule)) = self.detectors.iter().find(|(d, _)| *d == found.kind) {
@@ -267,11 +389,15 @@ impl Matcher {
                         rule,
                         bytes: found.bytes,
                         fix: Some(found.masked),
+                        quoted: false,
                     });
                 }
             }
         }
-        drop_covered(rules, &mut hits);
+        if dedupe {
+            drop_covered(rules, &mut hits);
+        }
+        mark_quoted(text, &mut hits);
         hits.sort_by_key(|h| (h.bytes.start, h.bytes.end, h.rule));
         hits
     }
@@ -322,6 +448,11 @@ impl Matcher {
     }
 }
 
+/// The view of `text` with its offset map, built on first use.
+fn with_map<'a>(slot: &'a mut Option<Normalized>, text: &str) -> &'a Normalized {
+    slot.get_or_insert_with(|| Normalized::new(text))
+}
+
 /// Drops a hit whose span lies inside another hit of the same category that is at least as severe:
 /// the agent is told once per stretch of text, by the rule that says the most.
 fn drop_covered(rules: &[Rule], hits: &mut Vec<Hit>) {
@@ -349,4 +480,32 @@ fn drop_covered(rules: &[Rule], hits: &mut Vec<Hit>) {
         i += 1;
         !covered[i - 1]
     });
+}
+
+/// Marks hits that lie wholly inside a pair of quotation marks (“…” 「…」 『…』 "…").
+///
+/// An agent who writes 您说同事跟您讲“下班了,明天再来”,这确实不应该 is quoting a forbidden phrase to
+/// apologise for it, not saying it; such hits are kept for review but do not count as violations.
+fn mark_quoted(text: &str, hits: &mut [Hit]) {
+    const PAIRS: [(char, char); 4] = [('“', '”'), ('「', '」'), ('『', '』'), ('"', '"')];
+    if hits.is_empty() || !text.chars().any(|c| PAIRS.iter().any(|p| p.0 == c)) {
+        return;
+    }
+    let mut quoted: Vec<Range<usize>> = Vec::new();
+    for (open, close) in PAIRS {
+        let mut rest = 0;
+        while let Some(i) = text[rest..].find(open) {
+            let inner = rest + i + open.len_utf8();
+            let Some(j) = text[inner..].find(close) else {
+                break;
+            };
+            quoted.push(inner..inner + j);
+            rest = inner + j + close.len_utf8();
+        }
+    }
+    for h in hits.iter_mut() {
+        h.quoted = quoted
+            .iter()
+            .any(|q| q.start <= h.bytes.start && h.bytes.end <= q.end);
+    }
 }

@@ -173,7 +173,8 @@ pub struct Finding {
     pub rule: String,
     /// The rule's category.
     pub category: Category,
-    /// The rule's severity.
+    /// The rule's severity; `info` when the span is inside quotation marks (the agent is quoting, not
+    /// saying it).
     pub severity: Severity,
     /// Start of the span in UTF-16 code units (what a JavaScript string indexes).
     pub start: usize,
@@ -237,7 +238,11 @@ impl Checker {
 
     /// Check one message. Findings are ordered by where they start.
     pub fn check(&self, text: &str) -> Vec<Finding> {
-        let hits = self.matcher.scan(&self.rules, text);
+        self.findings(text, true)
+    }
+
+    fn findings(&self, text: &str, dedupe: bool) -> Vec<Finding> {
+        let hits = self.matcher.scan(&self.rules, text, dedupe);
         let mut findings = Vec::with_capacity(hits.len());
         let mut utf16 = Utf16Cursor::new(text);
         for hit in hits {
@@ -257,7 +262,11 @@ impl Checker {
             findings.push(Finding {
                 rule: rule.id.clone(),
                 category: rule.category,
-                severity: rule.severity,
+                severity: if hit.quoted {
+                    Severity::Info
+                } else {
+                    rule.severity
+                },
                 start,
                 end,
                 matched: text[hit.bytes.clone()].to_string(),
@@ -270,11 +279,22 @@ impl Checker {
         findings
     }
 
+    /// Patterns that the automaton cannot prefilter (no literal prefix), as (rule id, pattern): each
+    /// runs over every message, so a lexicon should have few.
+    pub fn unprefixed_patterns(&self) -> Vec<(&str, &str)> {
+        self.matcher
+            .unprefixed_patterns()
+            .map(|(rule, p)| (self.rules[rule].id.as_str(), p))
+            .collect()
+    }
+
     /// Run every rule's examples and counter-examples; returns the ones that fail, located.
     pub fn verify_examples(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for rule in &self.rules {
-            let fires = |s: &str| self.check(s).iter().any(|f| f.rule == rule.id);
+            // Against every rule's own hits: another rule that covers the same words does not make
+            // this rule's example fail.
+            let fires = |s: &str| self.findings(s, false).iter().any(|f| f.rule == rule.id);
             for ex in &rule.examples {
                 if !fires(&ex.value) {
                     problems.push(Problem {

@@ -46,67 +46,107 @@ struct CharMap {
 pub struct Normalized {
     text: String,
     chars: Vec<CharMap>,
-    /// What was dropped after the last kept character (so the end of the text has a break too).
-    trailing: Option<Break>,
 }
 
-impl Normalized {
-    /// Normalise `original`.
-    pub fn new(original: &str) -> Normalized {
-        let mut n = Normalized {
-            text: String::with_capacity(original.len()),
-            chars: Vec::with_capacity(original.len() / 2 + 1),
-            trailing: None,
-        };
-        let mut pending = Break::None;
-        for (offset, c) in original.char_indices() {
-            let orig_start = offset as u32;
-            let orig_end = (offset + c.len_utf8()) as u32;
-            // Fast path: ASCII and the CJK Unified Ideographs block are already NFKC and have no case
-            // beyond ASCII's; they are nearly all of the text liyu sees.
-            if c.is_ascii() {
-                n.push_ascii(c, orig_start, orig_end, &mut pending);
-                continue;
+/// Receives the characters of the normalised view as they are made.
+///
+/// One walk over the text serves two needs: the hot path wants only the view (most messages break no
+/// rule, and then no span is ever mapped back), while a message with hits wants the full offset map.
+trait Sink {
+    fn keep(&mut self, c: char, orig_start: u32, orig_end: u32, brk: Break);
+}
+
+/// Walks `original`, sending every kept character of the view to `sink`.
+#[inline(always)]
+fn walk(original: &str, sink: &mut impl Sink) {
+    let mut pending = Break::None;
+    let keep = |sink: &mut _, c: char, start: u32, end: u32, pending: &mut Break| {
+        Sink::keep(sink, c, start, end, *pending);
+        *pending = Break::None;
+    };
+    for (offset, c) in original.char_indices() {
+        let orig_start = offset as u32;
+        let orig_end = (offset + c.len_utf8()) as u32;
+        // Fast path: ASCII and the CJK Unified Ideographs block are already NFKC and have no case
+        // beyond ASCII's; they are nearly all of the text liyu sees.
+        if c.is_ascii() {
+            if keeps_ascii(c) {
+                keep(
+                    sink,
+                    c.to_ascii_lowercase(),
+                    orig_start,
+                    orig_end,
+                    &mut pending,
+                );
+            } else {
+                pending = pending.max(drop_kind(c));
             }
-            if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
-                n.push(to_simplified(c), orig_start, orig_end, &mut pending);
-                continue;
-            }
-            for k in std::iter::once(c).nfkc() {
-                for l in k.to_lowercase() {
-                    if l.is_ascii() {
-                        n.push_ascii(l, orig_start, orig_end, &mut pending);
-                    } else if is_dropped(l) {
-                        pending = pending.max(drop_kind(l));
-                    } else {
-                        n.push(to_simplified(l), orig_start, orig_end, &mut pending);
-                    }
+            continue;
+        }
+        if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+            keep(sink, to_simplified(c), orig_start, orig_end, &mut pending);
+            continue;
+        }
+        for k in std::iter::once(c).nfkc() {
+            for l in k.to_lowercase() {
+                let kept = if l.is_ascii() {
+                    keeps_ascii(l)
+                } else {
+                    !is_dropped(l)
+                };
+                if kept {
+                    keep(sink, to_simplified(l), orig_start, orig_end, &mut pending);
+                } else {
+                    pending = pending.max(drop_kind(l));
                 }
             }
         }
-        n.trailing = Some(pending);
-        n
     }
+}
 
-    /// ASCII letters and digits are kept (lower-cased), and `%` because "100%" is a claim; the rest of
-    /// ASCII is punctuation, symbols, spaces and controls.
-    fn push_ascii(&mut self, c: char, orig_start: u32, orig_end: u32, pending: &mut Break) {
-        if c.is_ascii_alphanumeric() || c == '%' {
-            self.push(c.to_ascii_lowercase(), orig_start, orig_end, pending);
-        } else {
-            *pending = (*pending).max(drop_kind(c));
-        }
+/// ASCII letters and digits are kept (lower-cased), and `%` because "100%" is a claim; the rest of
+/// ASCII is punctuation, symbols, spaces and controls.
+fn keeps_ascii(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '%'
+}
+
+struct TextOnly<'a>(&'a mut String);
+
+impl Sink for TextOnly<'_> {
+    #[inline(always)]
+    fn keep(&mut self, c: char, _: u32, _: u32, _: Break) {
+        self.0.push(c);
     }
+}
 
-    fn push(&mut self, c: char, orig_start: u32, orig_end: u32, pending: &mut Break) {
+impl Sink for Normalized {
+    #[inline(always)]
+    fn keep(&mut self, c: char, orig_start: u32, orig_end: u32, brk: Break) {
         self.chars.push(CharMap {
             norm: self.text.len() as u32,
             orig_start,
             orig_end,
-            brk: *pending,
+            brk,
         });
         self.text.push(c);
-        *pending = Break::None;
+    }
+}
+
+/// Writes the normalised view of `original` into `out` (cleared first), without the offset map.
+pub fn normalize_into(original: &str, out: &mut String) {
+    out.clear();
+    walk(original, &mut TextOnly(out));
+}
+
+impl Normalized {
+    /// Normalise `original`, keeping the offset map.
+    pub fn new(original: &str) -> Normalized {
+        let mut n = Normalized {
+            text: String::with_capacity(original.len()),
+            chars: Vec::with_capacity(original.len() / 2 + 1),
+        };
+        walk(original, &mut n);
+        n
     }
 
     /// The normalised text.
@@ -180,7 +220,9 @@ impl Normalized {
 
 /// Normalise a lexicon form the same way as a message, returning just the text.
 pub fn normalize_form(form: &str) -> String {
-    Normalized::new(form).text
+    let mut out = String::with_capacity(form.len());
+    normalize_into(form, &mut out);
+    out
 }
 
 /// Whether a (NFKC-ed, lower-cased) non-ASCII character is left out of the view.
@@ -218,7 +260,7 @@ fn drop_kind(c: char) -> Break {
 /// message on the hot path, so the per-character mapping of the CJK block is read out of fast2s once
 /// into a flat table and each conversion becomes an array index. fast2s's few context-dependent cases
 /// (characters that stay traditional inside particular words) are not needed for matching.
-fn to_simplified(c: char) -> char {
+pub(crate) fn to_simplified(c: char) -> char {
     const FIRST: u32 = 0x3400;
     const LAST: u32 = 0x9FFF;
     static TABLE: OnceLock<Vec<char>> = OnceLock::new();
@@ -292,6 +334,15 @@ mod tests {
         assert_eq!(n.break_at(t.find('也').unwrap()), Break::Soft);
         assert_eq!(n.break_at(t.find('快').unwrap()), Break::None);
         assert_eq!(n.break_at(0), Break::Hard);
+    }
+
+    #[test]
+    fn the_view_alone_equals_the_view_with_its_map() {
+        for s in ["有牌子，自己看！", "ＳＢ😀快 点", "下班了,明天再來", ""] {
+            let mut v = String::new();
+            normalize_into(s, &mut v);
+            assert_eq!(v, Normalized::new(s).as_str());
+        }
     }
 
     #[test]

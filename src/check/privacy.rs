@@ -78,50 +78,68 @@ fn is_separator(c: char) -> bool {
     matches!(c, ' ' | '-' | '\u{a0}' | '\u{3000}' | '－' | '‐' | '–')
 }
 
+/// The shortest personal number (a mobile number) has this many digits; shorter runs are skipped
+/// before anything is allocated for them.
+const MIN_DIGITS: usize = 11;
+
+fn char_at(text: &str, i: usize) -> Option<char> {
+    text.get(i..).and_then(|rest| rest.chars().next())
+}
+
 fn runs(text: &str) -> Vec<Run> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let end_of = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
     let mut runs = Vec::new();
     let mut i = 0;
-    while i < chars.len() {
-        if digit_value(chars[i].1).is_none() {
-            i += 1;
+    while i < text.len() {
+        let Some(c) = char_at(text, i) else { break };
+        if digit_value(c).is_none() {
+            i += c.len_utf8();
             continue;
         }
         // Part of an identifier (letters glued to digits), not a number on its own.
-        let glued_before = i > 0 && chars[i - 1].1.is_ascii_alphabetic();
+        let glued_before = text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|p| p.is_ascii_alphabetic());
+        // Walk the run: digit groups joined by single separators.
+        let start = i;
         let mut groups = Vec::new();
+        let mut digits = 0;
         let mut j = i;
         loop {
-            let start = j;
-            while j < chars.len() && digit_value(chars[j].1).is_some() {
-                j += 1;
+            let group_start = j;
+            while let Some(d) = char_at(text, j).filter(|&d| digit_value(d).is_some()) {
+                j += d.len_utf8();
+                digits += 1;
             }
-            groups.push(end_of(start)..end_of(j));
-            if j + 1 < chars.len()
-                && is_separator(chars[j].1)
-                && digit_value(chars[j + 1].1).is_some()
-            {
-                j += 1;
-                continue;
+            groups.push(group_start..j);
+            match char_at(text, j) {
+                Some(sep) if is_separator(sep) => {
+                    let after = j + sep.len_utf8();
+                    if char_at(text, after).is_some_and(|d| digit_value(d).is_some()) {
+                        j = after;
+                        continue;
+                    }
+                }
+                _ => {}
             }
             break;
         }
         let mut check_x = None;
-        if j < chars.len() && matches!(chars[j].1, 'X' | 'x' | 'Ｘ' | 'ｘ') {
-            check_x = Some(end_of(j)..end_of(j + 1));
-            j += 1;
+        let mut end = j;
+        if let Some(x) = char_at(text, j).filter(|x| matches!(x, 'X' | 'x' | 'Ｘ' | 'ｘ')) {
+            check_x = Some(j..j + x.len_utf8());
+            end = j + x.len_utf8();
         }
-        let glued_after = j < chars.len() && chars[j].1.is_ascii_alphanumeric();
+        let glued_after = char_at(text, end).is_some_and(|n| n.is_ascii_alphanumeric());
         if glued_after && check_x.is_some() {
             // "…X" followed by more letters: the X belonged to a word.
             check_x = None;
         }
         let glued = glued_before || (glued_after && check_x.is_none());
-        if !glued {
+        if !glued && digits + usize::from(check_x.is_some()) >= MIN_DIGITS {
             runs.push(Run { groups, check_x });
         }
-        i = j.max(i + 1);
+        i = end.max(start + 1);
     }
     runs
 }

@@ -37,6 +37,11 @@ pub fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    for (rule, pattern) in checker.unprefixed_patterns() {
+        eprintln!(
+            "note: {rule}: pattern {pattern:?} has no literal prefix, so it runs on every message"
+        );
+    }
     let problems = checker.verify_examples();
     for p in &problems {
         println!("{p}");

@@ -1,0 +1,140 @@
+//! The quality bar: labelled agent messages (the shared evaluation set and our own development set)
+//! and ordinary text that must almost never be flagged.
+
+use liyu::Severity;
+
+use crate::util::{checker, flags, labelled, repo, shared, utf16_slice, Labelled};
+
+struct Score {
+    recall: f64,
+    precision: f64,
+    category: f64,
+    errors: Vec<String>,
+}
+
+/// Scores like `../shared/eval/score.py`: a message is flagged when it has a warn or block finding;
+/// a flagged message is in the right category when one of those findings' categories is acceptable.
+fn score(set: &[Labelled]) -> Score {
+    let (mut tp, mut fp, mut fn_, mut cat_ok) = (0.0, 0.0, 0.0, 0.0);
+    let mut errors = Vec::new();
+    for m in set {
+        let all = checker().check(&m.text);
+        for f in &all {
+            assert_eq!(
+                utf16_slice(&m.text, f.start, f.end),
+                f.matched,
+                "{}: bad span",
+                m.id
+            );
+        }
+        let hits: Vec<_> = all
+            .iter()
+            .filter(|f| f.severity >= Severity::Warn)
+            .collect();
+        match (m.flag, !hits.is_empty()) {
+            (true, true) => {
+                tp += 1.0;
+                if hits
+                    .iter()
+                    .any(|f| m.categories.iter().any(|c| c == f.category.as_str()))
+                {
+                    cat_ok += 1.0;
+                } else {
+                    errors.push(format!(
+                        "category {} {:?} {:?}",
+                        m.id,
+                        m.text,
+                        hits.iter().map(|f| f.category.as_str()).collect::<Vec<_>>()
+                    ));
+                }
+            }
+            (true, false) => {
+                fn_ += 1.0;
+                errors.push(format!("missed {} {:?}", m.id, m.text));
+            }
+            (false, true) => {
+                fp += 1.0;
+                errors.push(format!(
+                    "false positive {} {:?} {:?}",
+                    m.id,
+                    m.text,
+                    hits.iter()
+                        .map(|f| (&f.rule, &f.matched))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            (false, false) => {}
+        }
+    }
+    Score {
+        recall: if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 1.0 },
+        precision: if tp + fp > 0.0 { tp / (tp + fp) } else { 1.0 },
+        category: if tp > 0.0 { cat_ok / tp } else { 0.0 },
+        errors,
+    }
+}
+
+fn assert_score(name: &str, s: &Score, recall: f64, precision: f64, category: f64) {
+    eprintln!(
+        "{name}: recall {:.3} precision {:.3} category {:.3}\n  {}",
+        s.recall,
+        s.precision,
+        s.category,
+        s.errors.join("\n  ")
+    );
+    assert!(
+        s.recall >= recall && s.precision >= precision && s.category >= category,
+        "{name}: recall {:.3} (min {recall}) precision {:.3} (min {precision}) category {:.3} (min {category})\n  {}",
+        s.recall,
+        s.precision,
+        s.category,
+        s.errors.join("\n  ")
+    );
+}
+
+#[test]
+fn shared_evaluation_set_meets_the_bar() {
+    let path = shared("eval/messages.jsonl");
+    let set = labelled(&path);
+    assert!(
+        set.len() >= 50,
+        "{} has only {} messages",
+        path.display(),
+        set.len()
+    );
+    assert_score("shared eval", &score(&set), 0.95, 0.95, 0.95);
+}
+
+#[test]
+fn development_set_generalises() {
+    // Written separately from the rules, to see that they generalise beyond the shared set's wording.
+    let set = labelled(&repo("tests/data/dev.jsonl"));
+    assert_score("dev set", &score(&set), 0.90, 0.95, 0.90);
+}
+
+#[test]
+fn ordinary_text_is_almost_never_flagged() {
+    let text = std::fs::read_to_string(repo("tests/data/ordinary.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 400);
+    let flagged: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            let f = flags(l);
+            (!f.is_empty()).then(|| {
+                format!(
+                    "{l:?} {:?}",
+                    f.iter().map(|f| (&f.rule, &f.matched)).collect::<Vec<_>>()
+                )
+            })
+        })
+        .collect();
+    // News, product reviews and polite replies: at most 1 in 200 flagged at warn or above.
+    assert!(
+        flagged.len() * 200 <= lines.len(),
+        "{} of {} ordinary lines flagged:\n{}",
+        flagged.len(),
+        lines.len(),
+        flagged.join("\n")
+    );
+}

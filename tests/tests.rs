@@ -1,0 +1,7 @@
+//! liyu's integration tests: one binary, one module per area, a small harness in `util`.
+
+mod util;
+
+mod check_cli;
+mod checker;
+mod quality;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::normalize::{normalize_form, to_simplified};
+use super::normalize::{normalize_form, to_simplified, written_breaks};
 use super::{Category, Severity};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_lexicons.rs"));
@@ -94,6 +94,9 @@ impl std::error::Error for LexiconError {}
 pub struct Forms {
     /// Literal forms, normalised.
     pub phrases: Vec<Located<String>>,
+    /// For each phrase, where its written form had punctuation or spaces (see
+    /// [`written_breaks`](super::normalize::written_breaks)).
+    pub phrase_breaks: Vec<u64>,
     /// Literal forms that must stand as a word, normalised.
     pub words: Vec<Located<String>>,
     /// Ordered terms, each a set of normalised alternatives.
@@ -454,6 +457,12 @@ fn parse_file(file: &Arc<str>, text: &str, problems: &mut Vec<Problem>) -> Vec<R
                 })
                 .collect()
         };
+        let phrase_breaks: Vec<u64> = r
+            .phrases
+            .iter()
+            .filter(|p| !normalize_form(p.get_ref()).is_empty())
+            .map(|p| written_breaks(p.get_ref()))
+            .collect();
         let phrases = literal(r.phrases, "phrase");
         let words = literal(r.words, "word");
         let unless = literal(r.unless, "unless form");
@@ -611,6 +620,7 @@ fn parse_file(file: &Arc<str>, text: &str, problems: &mut Vec<Problem>) -> Vec<R
             source: r.source.get_ref().trim().to_string(),
             forms: Forms {
                 phrases,
+                phrase_breaks,
                 words,
                 near,
                 window,

@@ -28,8 +28,10 @@ use super::{privacy, segment};
 /// How a rule uses a literal needle.
 #[derive(Clone, Copy, Debug)]
 enum Use {
+    /// `breaks`: where the phrase may span clause punctuation of the message.
     Phrase {
         rule: u32,
+        breaks: u64,
     },
     Word {
         rule: u32,
@@ -146,8 +148,8 @@ impl Matcher {
         for (ri, rule) in rules.iter().enumerate() {
             let r = ri as u32;
             let f = &rule.forms;
-            for p in &f.phrases {
-                add(p.value.as_bytes(), Use::Phrase { rule: r });
+            for (p, &breaks) in f.phrases.iter().zip(&f.phrase_breaks) {
+                add(p.value.as_bytes(), Use::Phrase { rule: r, breaks });
             }
             for w in &f.words {
                 needs_jieba = true;
@@ -286,7 +288,14 @@ impl Matcher {
                 let (start, end) = (m.start(), m.end());
                 for u in &self.uses[m.pattern().as_usize()] {
                     match *u {
-                        Use::Phrase { rule } => spans.push(Span { rule, start, end }),
+                        Use::Phrase { rule, breaks } => {
+                            // "没有为什么" is not in "一间没有?为什么": a phrase spans clause
+                            // punctuation only where its written form has some.
+                            let map = with_map(&mut mapped, text);
+                            if map.hard_breaks_within(start, end) & !breaks == 0 {
+                                spans.push(Span { rule, start, end });
+                            }
+                        }
                         Use::Word { rule } => {
                             let ok = match word_cache
                                 .iter()

@@ -191,6 +191,20 @@ impl Normalized {
             .unwrap_or(Break::None)
     }
 
+    /// Which characters of the normalised range `start..end` (by index from its start) follow clause
+    /// punctuation of the original, as a bit mask; characters past the 64th are not reported.
+    pub(crate) fn hard_breaks_within(&self, start: usize, end: usize) -> u64 {
+        let first = self.char_at(start);
+        let last = self.char_at(end);
+        let mut mask = 0u64;
+        for (k, m) in self.chars[first + 1..last].iter().enumerate().take(63) {
+            if m.brk == Break::Hard {
+                mask |= 1 << (k + 1);
+            }
+        }
+        mask
+    }
+
     /// The clause around `start..end`: the widest range that contains it, reaches at most `reach`
     /// characters either side, and crosses no hard break. Used to give jieba context for a word.
     pub(crate) fn clause_around(
@@ -223,6 +237,20 @@ pub fn normalize_form(form: &str) -> String {
     let mut out = String::with_capacity(form.len());
     normalize_into(form, &mut out);
     out
+}
+
+/// Where a lexicon form, as written, separates its characters with punctuation or spaces: bit `k`
+/// is set when the `k`-th character of its normalised view follows something that was dropped. A
+/// phrase may match across clause punctuation in a message only at those places.
+pub fn written_breaks(form: &str) -> u64 {
+    let n = Normalized::new(form);
+    let mut mask = 0u64;
+    for (k, m) in n.chars.iter().enumerate().skip(1).take(63) {
+        if m.brk != Break::None {
+            mask |= 1 << k;
+        }
+    }
+    mask
 }
 
 /// Whether a (NFKC-ed, lower-cased) non-ASCII character is left out of the view.
@@ -343,6 +371,16 @@ mod tests {
             normalize_into(s, &mut v);
             assert_eq!(v, Normalized::new(s).as_str());
         }
+    }
+
+    #[test]
+    fn written_breaks_mark_where_a_form_has_punctuation() {
+        assert_eq!(written_breaks("有牌子,自己看"), 1 << 3);
+        assert_eq!(written_breaks("有牌子自己看"), 0);
+        assert_eq!(written_breaks("快 点"), 1 << 1);
+        let n = Normalized::new("一间没有?为什么");
+        let at = n.as_str().find("没有").unwrap();
+        assert_eq!(n.hard_breaks_within(at, n.as_str().len()), 1 << 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use criterion::{Criterion, Throughput};
 use jieba_rs::Jieba;
-use liyu::check::normalize::Normalized;
+use liyu::check::normalize::{normalize_into, Normalized};
 use liyu::{Checker, Lexicon};
 
 struct Corpus {
@@ -131,6 +131,17 @@ fn main() {
                 let mut n = 0;
                 for m in &corpus.normalized {
                     n += ac.find_overlapping_iter(black_box(m.as_str())).count();
+                }
+                n
+            })
+        });
+        g.bench_function("normalise-only", |b| {
+            let mut view = String::new();
+            b.iter(|| {
+                let mut n = 0;
+                for m in &corpus.messages {
+                    normalize_into(black_box(m), &mut view);
+                    n += view.len();
                 }
                 n
             })

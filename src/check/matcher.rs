@@ -1,10 +1,12 @@
 //! One engine for every rule: a single Aho-Corasick automaton over all literal forms, run once per
 //! message over the normalised view.
 //!
-//! Each literal needle remembers which rules use it and how (phrase, word, near term, unless context,
-//! or the start of a pattern); the scan turns automaton matches into rule hits, confirms words with
-//! jieba, confirms patterns with an anchored regex search where their prefix was seen, chains near
-//! terms, drops hits cancelled by an `unless`, and finally maps spans back to the original text.
+//! Each literal needle remembers which rules use it and how (phrase, word, near term, or the start of
+//! a pattern); the scan turns automaton matches into rule hits, confirms words with jieba, confirms
+//! patterns with an anchored regex search where their prefix was seen, and chains near terms. Only
+//! then, and only for the rules that hit, are their `unless` contexts looked for: they cost nothing on
+//! the messages that break no rule, which are nearly all of them. Finally spans are mapped back to
+//! the original text.
 //!
 //! Patterns go through the automaton too because a `RegexSet` of a couple of hundred Unicode patterns
 //! outgrows the lazy DFA's cache and falls back to a slow engine: tens of microseconds on every clean
@@ -40,20 +42,49 @@ enum Use {
         group: u32,
         term: u16,
     },
-    Unless {
-        rule: u32,
-    },
     /// A prefix of prefiltered pattern `pattern`: confirm with an anchored search here.
     PatternStart {
         pattern: u32,
     },
 }
 
-/// How a rule uses a regex of the set.
-#[derive(Clone, Copy, Debug)]
-struct PatternUse {
-    rule: u32,
-    unless: bool,
+/// The contexts that cancel a rule's hits.
+#[derive(Debug, Default)]
+struct Unless {
+    literals: Vec<String>,
+    patterns: Vec<Regex>,
+}
+
+/// How far around a hit its `unless` contexts are looked for, in characters: contexts are local
+/// (the words around a phrase), and a bound keeps a long message with many hits linear.
+const UNLESS_REACH: usize = 32;
+
+impl Unless {
+    /// Whether one of the contexts occurs in `view` overlapping `start..end`.
+    fn cancels(&self, view: &str, start: usize, end: usize) -> bool {
+        if self.literals.is_empty() && self.patterns.is_empty() {
+            return false;
+        }
+        let lo = view[..start]
+            .char_indices()
+            .rev()
+            .nth(UNLESS_REACH - 1)
+            .map_or(0, |(i, _)| i);
+        let hi = view[end..]
+            .char_indices()
+            .nth(UNLESS_REACH)
+            .map_or(view.len(), |(i, _)| end + i);
+        let window = &view[lo..hi];
+        let overlaps = |s: usize, e: usize| lo + s < end && start < lo + e;
+        self.literals.iter().any(|l| {
+            window
+                .match_indices(l.as_str())
+                .any(|(s, m)| overlaps(s, s + m.len()))
+        }) || self
+            .patterns
+            .iter()
+            .any(|re| re.find_iter(window).any(|m| overlaps(m.start(), m.end())))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -86,12 +117,14 @@ struct Span {
 pub(crate) struct Matcher {
     ac: Option<AhoCorasick>,
     uses: Vec<Vec<Use>>,
-    /// Patterns confirmed where one of their literal prefixes was found.
-    prefixed: Vec<(meta::Regex, PatternUse)>,
-    /// Patterns with no literal prefix, run over every message.
+    /// Patterns confirmed where one of their literal prefixes was found, with their rule.
+    prefixed: Vec<(meta::Regex, u32)>,
+    /// Patterns with no literal prefix, run over every message, with their rules.
     set: Option<RegexSet>,
     regexes: Vec<Regex>,
-    pattern_uses: Vec<PatternUse>,
+    pattern_rules: Vec<u32>,
+    /// Per rule, the contexts that cancel its hits.
+    unless: Vec<Unless>,
     near: Vec<NearGroup>,
     detectors: Vec<(Detector, usize)>,
 }
@@ -100,11 +133,13 @@ pub(crate) struct Matcher {
 /// putting in the automaton.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     /// More prefixes than this and the pattern is cheaper to run on its own.
-    const MAX_PREFIXES: usize = 500;
+    const MAX_PREFIXES: usize = 250;
+    /// A pattern's prefixes are made as long as possible (three CJK characters are rare in clean text,
+    /// so few anchored searches run) while they stay this few: the alternations at the start of a
+    /// pattern multiply, and thousands of prefixes make the one automaton slower for every message.
+    const FEW_PREFIXES: usize = 24;
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    // The longer a prefix, the rarer it is in clean text and the fewer anchored searches run; but the
-    // alternations at the start of a pattern multiply, so fall back to shorter prefixes (three, two,
-    // then one CJK character) until the set is finite and small enough.
+    let mut fallback = None;
     for bytes in [9, 6, 3] {
         let mut extractor = Extractor::new();
         extractor
@@ -114,16 +149,24 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
             .limit_total(MAX_PREFIXES);
         let mut seq = extractor.extract(&hir);
         seq.dedup();
-        if let Some(literals) = seq.literals() {
-            if !literals.is_empty()
-                && literals.len() <= MAX_PREFIXES
-                && literals.iter().all(|l| !l.as_bytes().is_empty())
-            {
-                return Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect());
-            }
+        let Some(literals) = seq.literals() else {
+            continue;
+        };
+        if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+            continue;
+        }
+        let literals: Vec<Vec<u8>> = literals.iter().map(|l| l.as_bytes().to_vec()).collect();
+        if literals.len() <= FEW_PREFIXES {
+            return Some(literals);
+        }
+        if fallback
+            .as_ref()
+            .is_none_or(|f: &Vec<Vec<u8>>| literals.len() < f.len())
+        {
+            fallback = Some(literals);
         }
     }
-    None
+    fallback
 }
 
 impl Matcher {
@@ -142,7 +185,8 @@ impl Matcher {
         let mut near = Vec::new();
         let mut prefixed = Vec::new();
         let mut patterns = Vec::new();
-        let mut pattern_uses = Vec::new();
+        let mut pattern_rules = Vec::new();
+        let mut unless = Vec::new();
         let mut detectors = Vec::new();
         let mut needs_jieba = false;
         for (ri, rule) in rules.iter().enumerate() {
@@ -154,9 +198,6 @@ impl Matcher {
             for w in &f.words {
                 needs_jieba = true;
                 add(w.value.as_bytes(), Use::Word { rule: r });
-            }
-            for u in &f.unless {
-                add(u.value.as_bytes(), Use::Unless { rule: r });
             }
             for group in &f.near {
                 let g = near.len() as u32;
@@ -177,28 +218,31 @@ impl Matcher {
                     }
                 }
             }
-            let all_patterns = f
-                .patterns
-                .iter()
-                .map(|p| (p, false))
-                .chain(f.unless_patterns.iter().map(|p| (p, true)));
-            for (p, unless) in all_patterns {
-                let u = PatternUse { rule: r, unless };
+            for p in &f.patterns {
                 match literal_prefixes(&p.value) {
                     Some(prefixes) => {
                         let re = meta::Regex::new(&p.value).map_err(|e| e.to_string())?;
                         let pattern = prefixed.len() as u32;
-                        prefixed.push((re, u));
+                        prefixed.push((re, r));
                         for prefix in prefixes {
                             add(&prefix, Use::PatternStart { pattern });
                         }
                     }
                     None => {
                         patterns.push(p.value.clone());
-                        pattern_uses.push(u);
+                        pattern_rules.push(r);
                     }
                 }
             }
+            unless.push(Unless {
+                literals: f.unless.iter().map(|u| u.value.clone()).collect(),
+                patterns: f
+                    .unless_patterns
+                    .iter()
+                    .map(|p| Regex::new(&p.value))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?,
+            });
             if let Some(d) = f.detector {
                 detectors.push((d, ri));
             }
@@ -237,18 +281,29 @@ impl Matcher {
             prefixed,
             set,
             regexes,
-            pattern_uses,
+            pattern_rules,
+            unless,
             near,
             detectors,
         })
     }
 
+    /// How many needles the automaton holds, and how many of them are pattern prefixes.
+    pub(crate) fn needle_counts(&self) -> (usize, usize) {
+        let prefixes = self
+            .uses
+            .iter()
+            .filter(|u| u.iter().any(|u| matches!(u, Use::PatternStart { .. })))
+            .count();
+        (self.uses.len(), prefixes)
+    }
+
     /// The rules (by index) and patterns that have no literal prefix and so run on every message.
     pub(crate) fn unprefixed_patterns(&self) -> impl Iterator<Item = (usize, &str)> {
-        self.pattern_uses
+        self.pattern_rules
             .iter()
             .zip(&self.regexes)
-            .map(|(u, re)| (u.rule as usize, re.as_str()))
+            .map(|(&rule, re)| (rule as usize, re.as_str()))
     }
 
     /// The hits of every rule in `text`; with `dedupe`, a hit inside a more telling one of the same
@@ -277,7 +332,6 @@ impl Matcher {
         // The offset map is built only when a hit needs it: most messages have none.
         let mut mapped: Option<Normalized> = None;
         let mut spans: Vec<Span> = Vec::new();
-        let mut unless: Vec<Span> = Vec::new();
         // (group, term, start, end)
         let mut near_hits: Vec<(u32, u16, usize, usize)> = Vec::new();
 
@@ -317,22 +371,18 @@ impl Matcher {
                             }
                         }
                         Use::NearTerm { group, term } => near_hits.push((group, term, start, end)),
-                        Use::Unless { rule } => unless.push(Span { rule, start, end }),
                         Use::PatternStart { pattern } => {
-                            let (re, u) = &self.prefixed[pattern as usize];
+                            let (re, rule) = &self.prefixed[pattern as usize];
                             let input = Input::new(view).range(start..).anchored(Anchored::Yes);
-                            if let Some(m) = re.search(&input) {
-                                if !m.is_empty() {
-                                    let s = Span {
-                                        rule: u.rule,
-                                        start: m.start(),
-                                        end: m.end(),
-                                    };
-                                    if u.unless {
-                                        unless.push(s);
-                                    } else {
-                                        spans.push(s);
-                                    }
+                            // Anchored at the prefix, so only the end is unknown: the half
+                            // search skips the reverse scan that finding a start would need.
+                            if let Some(m) = re.search_half(&input) {
+                                if m.offset() > start {
+                                    spans.push(Span {
+                                        rule: *rule,
+                                        start,
+                                        end: m.offset(),
+                                    });
                                 }
                             }
                         }
@@ -342,20 +392,14 @@ impl Matcher {
         }
         if let Some(set) = &self.set {
             for i in set.matches(view).iter() {
-                let u = self.pattern_uses[i];
+                let rule = self.pattern_rules[i];
                 for m in self.regexes[i].find_iter(view) {
-                    if m.is_empty() {
-                        continue;
-                    }
-                    let s = Span {
-                        rule: u.rule,
-                        start: m.start(),
-                        end: m.end(),
-                    };
-                    if u.unless {
-                        unless.push(s);
-                    } else {
-                        spans.push(s);
+                    if !m.is_empty() {
+                        spans.push(Span {
+                            rule,
+                            start: m.start(),
+                            end: m.end(),
+                        });
                     }
                 }
             }
@@ -364,11 +408,7 @@ impl Matcher {
             self.chain_near(view, &mut near_hits, &mut spans);
         }
 
-        spans.retain(|s| {
-            !unless
-                .iter()
-                .any(|u| u.rule == s.rule && u.start < s.end && s.start < u.end)
-        });
+        spans.retain(|s| !self.unless[s.rule as usize].cancels(view, s.start, s.end));
         // One hit per stretch of text per rule: the earliest, and of those the longest.
         spans.sort_by_key(|s| (s.rule, s.start, usize::MAX - s.end));
         let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
@@ -391,7 +431,7 @@ impl Matcher {
                 quoted: false,
             }));
         }
-        if !self.detectors.is_empty() {
+        if !self.detectors.is_empty() && privacy::may_contain(view) {
             for found in privacy::scan(text) {
                 if let Some(&(_, rule)) = self.detectors.iter().find(|(d, _)| *d == found.kind) {
                     hits.push(Hit {

@@ -279,6 +279,11 @@ impl Checker {
         findings
     }
 
+    /// How many literal needles the one automaton holds, and how many of them are pattern prefixes.
+    pub fn needle_counts(&self) -> (usize, usize) {
+        self.matcher.needle_counts()
+    }
+
     /// Patterns that the automaton cannot prefilter (no literal prefix), as (rule id, pattern): each
     /// runs over every message, so a lexicon should have few.
     pub fn unprefixed_patterns(&self) -> Vec<(&str, &str)> {

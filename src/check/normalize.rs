@@ -59,6 +59,7 @@ trait Sink {
 /// Walks `original`, sending every kept character of the view to `sink`.
 #[inline(always)]
 fn walk(original: &str, sink: &mut impl Sink) {
+    let table = t2s_table();
     let mut pending = Break::None;
     let keep = |sink: &mut _, c: char, start: u32, end: u32, pending: &mut Break| {
         Sink::keep(sink, c, start, end, *pending);
@@ -84,7 +85,28 @@ fn walk(original: &str, sink: &mut impl Sink) {
             continue;
         }
         if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
-            keep(sink, to_simplified(c), orig_start, orig_end, &mut pending);
+            keep(sink, simplify(table, c), orig_start, orig_end, &mut pending);
+            continue;
+        }
+        // Full-width ASCII (，！？Ａ１) is NFKC-equivalent to ASCII at a fixed offset.
+        if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
+            let a = char::from_u32(c as u32 - 0xFEE0).unwrap_or(' ');
+            if keeps_ascii(a) {
+                keep(
+                    sink,
+                    a.to_ascii_lowercase(),
+                    orig_start,
+                    orig_end,
+                    &mut pending,
+                );
+            } else {
+                pending = pending.max(drop_kind(c).max(drop_kind(a)));
+            }
+            continue;
+        }
+        // CJK and general punctuation (、。“”…—) that is dropped whatever NFKC makes of it.
+        if matches!(c, '\u{2000}'..='\u{206F}' | '\u{3000}'..='\u{303F}') && is_dropped(c) {
+            pending = pending.max(drop_kind(c));
             continue;
         }
         for k in std::iter::once(c).nfkc() {
@@ -95,7 +117,7 @@ fn walk(original: &str, sink: &mut impl Sink) {
                     !is_dropped(l)
                 };
                 if kept {
-                    keep(sink, to_simplified(l), orig_start, orig_end, &mut pending);
+                    keep(sink, simplify(table, l), orig_start, orig_end, &mut pending);
                 } else {
                     pending = pending.max(drop_kind(l));
                 }
@@ -289,15 +311,26 @@ fn drop_kind(c: char) -> Break {
 /// into a flat table and each conversion becomes an array index. fast2s's few context-dependent cases
 /// (characters that stay traditional inside particular words) are not needed for matching.
 pub(crate) fn to_simplified(c: char) -> char {
-    const FIRST: u32 = 0x3400;
-    const LAST: u32 = 0x9FFF;
-    static TABLE: OnceLock<Vec<char>> = OnceLock::new();
+    simplify(t2s_table(), c)
+}
+
+const T2S_FIRST: u32 = 0x3400;
+const T2S_LAST: u32 = 0x9FFF;
+
+#[inline(always)]
+fn simplify(table: &[char], c: char) -> char {
     let cp = c as u32;
-    if !(FIRST..=LAST).contains(&cp) {
-        return c;
+    if (T2S_FIRST..=T2S_LAST).contains(&cp) {
+        table[(cp - T2S_FIRST) as usize]
+    } else {
+        c
     }
-    let table = TABLE.get_or_init(|| {
-        (FIRST..=LAST)
+}
+
+fn t2s_table() -> &'static [char] {
+    static TABLE: OnceLock<Vec<char>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        (T2S_FIRST..=T2S_LAST)
             .map(|cp| {
                 let c = char::from_u32(cp).unwrap_or('\u{FFFD}');
                 let mut buf = [0u8; 4];
@@ -309,8 +342,7 @@ pub(crate) fn to_simplified(c: char) -> char {
                 }
             })
             .collect()
-    });
-    table[(cp - FIRST) as usize]
+    })
 }
 
 #[cfg(test)]

@@ -43,6 +43,25 @@ const REFERENCE_WORDS: &[&str] = &[
 /// How many characters before a number are searched for a reference word.
 const REFERENCE_REACH: usize = 8;
 
+/// Whether the normalised view of a message could hold a personal number: a run of at least ten
+/// digits (an identity number's check character may be an `x`). The view drops the spaces and dashes
+/// that group digits, so every run the precise scan of the original could find is at least this long
+/// here; most messages are ruled out by this one pass over the shorter view.
+pub(crate) fn may_contain(view: &str) -> bool {
+    let mut run = 0;
+    for &b in view.as_bytes() {
+        if b.is_ascii_digit() {
+            run += 1;
+            if run >= MIN_DIGITS - 1 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
 pub(crate) fn scan(text: &str) -> Vec<Found> {
     let mut found = Vec::new();
     if !text.bytes().any(
@@ -86,44 +105,70 @@ fn char_at(text: &str, i: usize) -> Option<char> {
     text.get(i..).and_then(|rest| rest.chars().next())
 }
 
+/// Byte offset of the next digit (ASCII, or full-width EF BC 90..=99) at or after `from`.
+fn next_digit(bytes: &[u8], from: usize) -> Option<usize> {
+    let rest = bytes.get(from..)?;
+    rest.iter()
+        .enumerate()
+        .position(|(k, &b)| {
+            b.is_ascii_digit()
+                || (b == 0xEF
+                    && rest.get(k + 1) == Some(&0xBC)
+                    && rest.get(k + 2).is_some_and(|n| (0x90..=0x99).contains(n)))
+        })
+        .map(|k| from + k)
+}
+
+/// Walks the run of digit groups starting at `i`: returns the groups (when `record`), the number of
+/// digits and where the run ends.
+fn walk_run(text: &str, i: usize, record: bool) -> (Vec<Range<usize>>, usize, usize) {
+    let mut groups = Vec::new();
+    let mut digits = 0;
+    let mut j = i;
+    loop {
+        let group_start = j;
+        while let Some(d) = char_at(text, j).filter(|&d| digit_value(d).is_some()) {
+            j += d.len_utf8();
+            digits += 1;
+        }
+        if record {
+            groups.push(group_start..j);
+        }
+        match char_at(text, j) {
+            Some(sep) if is_separator(sep) => {
+                let after = j + sep.len_utf8();
+                if char_at(text, after).is_some_and(|d| digit_value(d).is_some()) {
+                    j = after;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        return (groups, digits, j);
+    }
+}
+
 fn runs(text: &str) -> Vec<Run> {
     let mut runs = Vec::new();
     let mut i = 0;
-    while i < text.len() {
-        let Some(c) = char_at(text, i) else { break };
-        if digit_value(c).is_none() {
-            i += c.len_utf8();
-            continue;
-        }
+    // Jump from digit to digit on the bytes: most of a message is not digits.
+    while let Some(at) = next_digit(text.as_bytes(), i) {
+        i = at;
         // Part of an identifier (letters glued to digits), not a number on its own.
         let glued_before = text[..i]
             .chars()
             .next_back()
             .is_some_and(|p| p.is_ascii_alphabetic());
-        // Walk the run: digit groups joined by single separators.
+        // Walk the run: digit groups joined by single separators. Groups are recorded only for a
+        // run long enough to be a personal number (the second walk); most runs are prices or times.
         let start = i;
-        let mut groups = Vec::new();
-        let mut digits = 0;
-        let mut j = i;
-        loop {
-            let group_start = j;
-            while let Some(d) = char_at(text, j).filter(|&d| digit_value(d).is_some()) {
-                j += d.len_utf8();
-                digits += 1;
-            }
-            groups.push(group_start..j);
-            match char_at(text, j) {
-                Some(sep) if is_separator(sep) => {
-                    let after = j + sep.len_utf8();
-                    if char_at(text, after).is_some_and(|d| digit_value(d).is_some()) {
-                        j = after;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            break;
-        }
+        let (groups, digits, j) = walk_run(text, i, false);
+        let (groups, j) = if digits >= MIN_DIGITS - 1 {
+            let (groups, _, j) = walk_run(text, i, true);
+            (groups, j)
+        } else {
+            (groups, j)
+        };
         let mut check_x = None;
         let mut end = j;
         if let Some(x) = char_at(text, j).filter(|x| matches!(x, 'X' | 'x' | 'Ｘ' | 'ｘ')) {

@@ -52,7 +52,11 @@ pub fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         .map(|r| r.examples.len() + r.counter_examples.len())
         .sum();
     if problems.is_empty() {
-        eprintln!("ok: {rules} rules, {forms} surface forms, {examples} examples in {files} files");
+        let (needles, prefixes) = checker.needle_counts();
+        eprintln!(
+            "ok: {rules} rules, {forms} surface forms, {examples} examples in {files} files; \
+             one automaton of {needles} needles ({prefixes} of them pattern prefixes)"
+        );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{} problem(s) in {rules} rules", problems.len());

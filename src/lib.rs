@@ -23,9 +23,16 @@
 //! - [`check`]: the checker — lexicon loading ([`check::lexicon`]), normalisation with an offset map
 //!   ([`check::normalize`]), one Aho-Corasick automaton and one `RegexSet` for every rule, jieba only
 //!   around word hits, privacy detectors.
+//! - [`conversation`]: per-conversation rules (greeting, farewell, reply time), also synchronous.
+//! - [`config`]: `liyu serve`'s configuration, TOML → validated [`config::Config`].
+//! - [`proxy`]: the service around the checker — WebSocket and HTTP proxying, findings frames,
+//!   reloads, graceful shutdown (tokio, hyper, tokio-tungstenite).
 //! - `lexicons/` (in the repository): the rules, one TOML file per category, compiled into the crate.
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod config;
+pub mod conversation;
+pub mod proxy;
 
 pub use check::{BuildError, Category, Checker, Finding, Lexicon, LexiconError, Severity};

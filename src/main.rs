@@ -32,6 +32,12 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         lexicons: Option<PathBuf>,
     },
+    /// Run the proxy in front of a chat system (see liyu.example.toml).
+    Serve {
+        /// The config file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Work with lexicon files.
     Lexicon {
         #[command(subcommand)]
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
         Command::Lexicon {
             command: LexiconCommand::Check { dir },
         } => cli::lexicon::check(&dir),
+        Command::Serve { config } => cli::serve::run(&config),
     };
     match result {
         Ok(code) => code,

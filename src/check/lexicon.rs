@@ -326,7 +326,8 @@ const DEFAULT_WINDOW: usize = 6;
 /// Largest `window` accepted: a wider one would tie unrelated clauses together.
 const MAX_WINDOW: usize = 40;
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

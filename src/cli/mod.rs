@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod lexicon;
+pub mod serve;
 
 use std::path::Path;
 

@@ -61,6 +61,8 @@ pub enum Source {
     Path(String),
     /// A request header.
     Header(String),
+    /// A query parameter of the WebSocket URL.
+    Query(String),
 }
 
 /// A configured HTTP route whose requests carry agent messages.
@@ -125,6 +127,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Allowed `Origin` values for proxied WebSockets; empty allows any (drop-in default).
     pub origins: Vec<String>,
+    /// Where a WebSocket's agent id comes from at connect time (`query:NAME` or `header:NAME`), for
+    /// consoles that send messages by HTTP and only listen on their socket.
+    pub agent_id: Option<Source>,
     /// Annotate or block.
     pub mode: Mode,
     /// Send findings frames to agents on their socket; off keeps the chat protocol untouched.
@@ -253,6 +258,7 @@ struct ProxyFile {
     drain_timeout: Option<Spanned<String>>,
     #[serde(default)]
     origins: Vec<String>,
+    agent_id: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -531,6 +537,20 @@ impl Config {
             });
         }
 
+        let agent_id = proxy.agent_id.as_ref().and_then(|a| {
+            let v = a.get_ref();
+            if let Some(q) = v.strip_prefix("query:") {
+                Some(Source::Query(q.to_string()))
+            } else if let Some(h) = v.strip_prefix("header:") {
+                Some(Source::Header(h.to_ascii_lowercase()))
+            } else {
+                problem(
+                    a.span().start,
+                    format!("agent_id {v:?} must be query:NAME or header:NAME"),
+                );
+                None
+            }
+        });
         let admin_listen = file.admin.listen.as_ref().and_then(|l| {
             l.get_ref()
                 .parse::<SocketAddr>()
@@ -563,6 +583,7 @@ impl Config {
             idle_timeout,
             drain_timeout,
             origins: proxy.origins,
+            agent_id,
             mode: file.check.mode.unwrap_or(Mode::Annotate),
             inject: file.check.inject.unwrap_or(true),
             checking: file.check.checking.unwrap_or(true),

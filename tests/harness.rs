@@ -148,7 +148,8 @@ impl Upstream {
 /// What reached the fake HTTP chat API: (method, path, headers, body).
 pub type HttpSeen = (String, String, Vec<(String, String)>, Bytes);
 
-/// A fake HTTP chat API that answers 201 with `{"ok":true}` and records each request.
+/// A fake HTTP chat API that answers 201 with `{"ok":true}` and records each request. It also accepts
+/// WebSocket upgrades (and holds the socket open), as a chat server's one host does.
 pub async fn http_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<HttpSeen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -160,6 +161,9 @@ pub async fn http_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<HttpSeen>) 
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let tx = tx.clone();
                     async move {
+                        if req.headers().get("upgrade").is_some() {
+                            return Ok(accept_socket(req));
+                        }
                         let method = req.method().to_string();
                         let path = req
                             .uri()
@@ -179,19 +183,51 @@ pub async fn http_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<HttpSeen>) 
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
                         let _ = tx.send((method, path, headers, body));
-                        let mut resp =
-                            hyper::Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+                        let mut resp = hyper::Response::new(test_body(b"{\"ok\":true}"));
                         *resp.status_mut() = hyper::StatusCode::CREATED;
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }
     });
     (addr, rx)
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+fn test_body(bytes: &'static [u8]) -> TestBody {
+    Full::new(Bytes::from_static(bytes)).boxed()
+}
+
+/// Completes a WebSocket handshake and keeps the socket open, reading until it closes.
+fn accept_socket(mut req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<TestBody> {
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| derive_accept_key(k.as_bytes()))
+        .unwrap_or_default();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    });
+    let mut resp = hyper::Response::new(test_body(b""));
+    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("connection", "Upgrade".parse().unwrap());
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("sec-websocket-accept", key.parse().unwrap());
+    resp
 }
 
 /// liyu's proxy on port 0.

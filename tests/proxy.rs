@@ -508,3 +508,152 @@ mod reqwest_like {
         }
     }
 }
+
+#[tokio::test]
+async fn findings_of_http_sent_messages_reach_the_agents_open_socket() {
+    // One chat server serves the console's socket and its HTTP API, as Rocket.Chat does.
+    let (http_addr, mut seen) = http_upstream().await;
+    let config = r#"
+[[routes]]
+method = "POST"
+path = "/api/v1/chat.sendMessage"
+text = "/message/msg"
+conversation = "/message/rid"
+sender = "header:x-agent"
+"#;
+    let proxy = Proxy::start(
+        &format!("http://{http_addr}"),
+        "agent_id = \"query:agent\"",
+        &format!("{config}{JSON_CHAT}"),
+    )
+    .await;
+    let mut console = proxy.connect("/websocket?agent=a1").await;
+    let client = reqwest_like::Client::new(proxy.addr);
+    let (status, _) = client
+        .post(
+            "/api/v1/chat.sendMessage",
+            "a1",
+            r#"{"message":{"rid":"room-3","msg":"您好,这不归我们管,你去别处问问"}}"#,
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(seen.recv().await.unwrap().1, "/api/v1/chat.sendMessage");
+    let frame = console.next_json().await;
+    assert_eq!(frame["type"], "liyu.findings");
+    assert_eq!(frame["conversation"], "room-3");
+    assert_eq!(frame["action"], "delivered");
+    assert_eq!(frame["findings"][0]["category"], "deflection");
+
+    // Another agent's console hears nothing of it.
+    let mut other = proxy.connect("/websocket?agent=a2").await;
+    client
+        .post(
+            "/api/v1/chat.sendMessage",
+            "a1",
+            r#"{"message":{"rid":"room-3","msg":"有牌子,自己看"}}"#,
+        )
+        .await;
+    seen.recv().await.unwrap();
+    assert_eq!(console.next_json().await["conversation"], "room-3");
+    assert!(other.maybe_next(Duration::from_millis(300)).await.is_none());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_reply_without_greeting_and_last_reply_without_farewell_are_findings() {
+    let mut up = Upstream::start().await;
+    let proxy = Proxy::start(&format!("ws://{}", up.addr), "", JSON_CHAT).await;
+    let mut agent = proxy.connect("/ws").await;
+    let mut conn = up.accept().await;
+
+    agent.send_json(chat(1, "g1", "请提供订单号")).await;
+    conn.next().await;
+    let frame = agent.next_json().await;
+    let cats: Vec<&str> = frame["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(cats, ["greeting"]);
+    assert_eq!(
+        frame["findings"][0]["suggestions"][0],
+        "您好,请问有什么可以帮您?"
+    );
+
+    // Later replies are not judged for greetings; the conversation ends without a farewell.
+    agent.send_json(chat(2, "g1", "已经为您办好了")).await;
+    conn.next().await;
+    conn.tx
+        .send(Message::text(
+            json!({"type": "closed", "conversation": "g1"}).to_string(),
+        ))
+        .unwrap();
+    let closed = agent.next().await;
+    assert!(text_of(&closed).contains("closed"));
+    let frame = agent.next_json().await;
+    assert_eq!(frame["action"], "recorded");
+    assert_eq!(frame["findings"][0]["category"], "farewell");
+    assert_eq!(frame["findings"][0]["matched"], "已经为您办好了");
+
+    // A conversation that greets and takes leave has neither finding.
+    agent
+        .send_json(chat(3, "g2", "您好,请问有什么可以帮您?"))
+        .await;
+    conn.next().await;
+    agent.send_json(chat(4, "g2", "请慢走,再见")).await;
+    conn.next().await;
+    conn.tx
+        .send(Message::text(
+            json!({"type": "closed", "conversation": "g2"}).to_string(),
+        ))
+        .unwrap();
+    agent.next().await;
+    assert!(agent.maybe_next(Duration::from_millis(300)).await.is_none());
+    proxy.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_customer_nudges_the_agent_then_records_a_slow_reply() {
+    let mut up = Upstream::start().await;
+    let proxy = Proxy::start(
+        &format!("ws://{}", up.addr),
+        "idle_timeout = \"1h\"",
+        JSON_CHAT,
+    )
+    .await;
+    let mut feed = proxy.state.records.subscribe();
+    let mut agent = proxy.connect("/ws").await;
+    let conn = up.accept().await;
+    let customer = json!({"type": "message", "id": 9, "conversation": "w1", "sender": "cust", "text": "在吗?我的退款呢"});
+    conn.tx.send(Message::text(customer.to_string())).unwrap();
+    assert_eq!(agent.next_json().await, customer);
+    let started = tokio::time::Instant::now();
+
+    // Paused time: the runtime jumps to liyu's next deadline whenever everything is idle.
+    let nudge = match agent.maybe_next(Duration::from_secs(600)).await {
+        Some(Message::Text(t)) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+        other => panic!("expected a nudge, got {other:?}"),
+    };
+    assert_eq!(nudge["type"], "liyu.nudge");
+    assert_eq!(nudge["conversation"], "w1");
+    assert_eq!(nudge["waited_seconds"], 30);
+    assert_eq!(started.elapsed().as_secs(), 30);
+
+    let slow = match agent.maybe_next(Duration::from_secs(600)).await {
+        Some(Message::Text(t)) => serde_json::from_str::<Value>(t.as_str()).unwrap(),
+        other => panic!("expected a slow-reply finding, got {other:?}"),
+    };
+    assert_eq!(slow["action"], "recorded");
+    assert_eq!(slow["findings"][0]["category"], "slow_reply");
+    assert_eq!(started.elapsed().as_secs(), 60);
+    let record = feed.recv().await.unwrap();
+    assert_eq!(record.findings[0].rule, "conversation.slow-reply");
+
+    // Once answered, the clock stops: no further nudge.
+    agent
+        .send_json(chat(10, "w1", "您好,让您久等了,马上为您查询"))
+        .await;
+    assert!(agent.maybe_next(Duration::from_secs(300)).await.is_none());
+    proxy.shutdown().await;
+}

@@ -197,6 +197,8 @@ async fn check_route(
     let field = |source: &Option<Source>, value: &Value| -> Option<String> {
         match source.as_ref()? {
             Source::Body(p) => id_at(value, p),
+            // Routes are validated to use body, path or header sources only.
+            Source::Query(_) => None,
             Source::Path(name) => captures
                 .iter()
                 .find(|(n, _)| n == name)

@@ -29,7 +29,7 @@ use super::codec::{self, Decoded, Kind};
 use super::http::{full, Body};
 use super::{now_ms, peer_ip, Action, AgentConn, Record, Registry, State};
 use crate::check::{Finding, Severity};
-use crate::config::{AgentSide, Mode};
+use crate::config::{AgentSide, Mode, Source};
 
 /// Frames queued for a client before the upstream reader waits (back-pressure).
 const CLIENT_QUEUE: usize = 64;
@@ -165,6 +165,7 @@ pub async fn upgrade(
         }
     };
 
+    let agent = connect_agent_id(&req, &state);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -196,13 +197,29 @@ pub async fn upgrade(
             .metrics
             .open_connections
             .fetch_add(1, Ordering::Relaxed);
-        relay(client, upstream, state.clone(), stop).await;
+        relay(client, upstream, state.clone(), stop, agent).await;
         state
             .metrics
             .open_connections
             .fetch_sub(1, Ordering::Relaxed);
     });
     resp
+}
+
+/// The agent id a console gave when connecting, per `[proxy] agent_id`.
+fn connect_agent_id(req: &Request<Incoming>, state: &State) -> Option<String> {
+    match state.config.agent_id.as_ref()? {
+        Source::Query(name) => req.uri().query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| v.to_string())
+        }),
+        Source::Header(name) => req
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        _ => None,
+    }
 }
 
 fn status(code: StatusCode, why: &'static str) -> Response<Body> {
@@ -439,6 +456,7 @@ async fn relay(
     upstream: UpstreamWs,
     state: Arc<State>,
     mut stop: watch::Receiver<bool>,
+    agent: Option<String>,
 ) {
     let (mut client_tx, mut client_rx) = client.split();
     let (mut up_tx, mut up_rx) = upstream.split();
@@ -452,6 +470,20 @@ async fn relay(
     };
     let idle = state.config.idle_timeout;
     let agent_is_client = state.config.agent_side == AgentSide::Client;
+    if let (Some(agent), true) = (&agent, agent_is_client) {
+        // Findings of messages this agent sends by HTTP come back on this socket.
+        let console = AgentConn {
+            id,
+            tx: to_client.clone(),
+            framing: state
+                .config
+                .messages
+                .first()
+                .map_or(codec::Framing::Json, |m| m.framing),
+            namespace: None,
+        };
+        Registry::add(&mut state.registry().by_agent, agent, &console);
+    }
 
     // Writer to the client: drains the queue. Batches what is ready into one flush.
     let writer = tokio::spawn(async move {
@@ -503,16 +535,17 @@ async fn relay(
             };
             up_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
             let closing = matches!(msg, Message::Close(_));
-            let out = if agent_is_client {
-                up_ctx.customer_frame(&msg);
-                Some(msg)
-            } else {
-                match up_ctx.agent_frame(msg).await {
-                    Verdict::Forward(m) => Some(m),
-                    Verdict::Hold => None,
+            if agent_is_client {
+                // Relayed first, then looked at: a findings frame it causes (a missing farewell when
+                // it ends the conversation) follows it.
+                let seen = matches!(msg, Message::Text(_)).then(|| msg.clone());
+                if up_to_client.send(msg).await.is_err() {
+                    return End::PeerGone;
                 }
-            };
-            if let Some(m) = out {
+                if let Some(seen) = seen {
+                    up_ctx.customer_frame(&seen);
+                }
+            } else if let Verdict::Forward(m) = up_ctx.agent_frame(msg).await {
                 if up_to_client.send(m).await.is_err() {
                     return End::PeerGone;
                 }

@@ -202,3 +202,29 @@ fn shared_score_script_accepts_the_jsonl_output() {
     assert!(score.status.success(), "{report}");
     assert!(report.contains("bad spans 0"), "{report}");
 }
+
+#[test]
+fn every_shipped_config_is_valid() {
+    for path in [
+        "liyu.example.toml",
+        "examples/json-chat.toml",
+        "examples/socketio-chat.toml",
+        "examples/chatwoot.toml",
+    ] {
+        let text = std::fs::read_to_string(repo(path)).unwrap();
+        if let Err(e) = liyu::config::Config::parse(path, &text) {
+            panic!("{path}: {e}");
+        }
+    }
+}
+
+#[test]
+fn serve_names_the_line_and_key_of_a_config_mistake() {
+    let path = std::env::temp_dir().join(format!("liyu-bad-config-{}.toml", std::process::id()));
+    std::fs::write(&path, "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"ws://127.0.0.1:1\"\n\n[check]\nmdoe = \"block\"\n").unwrap();
+    let out = liyu(&["serve", "--config", path.to_str().unwrap()], b"");
+    std::fs::remove_file(&path).ok();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":6:1: unknown field `mdoe`"), "{err}");
+}

@@ -150,6 +150,9 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// Bearer tokens for the admin API.
     pub admin_tokens: Vec<String>,
+    /// Where findings are stored: `sqlite:PATH` (default `sqlite:liyu.db`) or `postgres://…`;
+    /// `LIYU_STORE_URL` overrides it (a PostgreSQL URL carries a password).
+    pub store_url: String,
 }
 
 /// The upstream chat server.
@@ -240,6 +243,8 @@ struct FileConfig {
     #[serde(default)]
     admin: AdminFile,
     #[serde(default)]
+    store: StoreFile,
+    #[serde(default)]
     messages: Vec<Spanned<MessageFile>>,
     #[serde(default)]
     routes: Vec<Spanned<RouteFile>>,
@@ -286,6 +291,12 @@ struct AdminFile {
     listen: Option<Spanned<String>>,
     #[serde(default)]
     tokens: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -594,6 +605,10 @@ impl Config {
             conversation,
             admin_listen,
             admin_tokens,
+            store_url: std::env::var("LIYU_STORE_URL")
+                .ok()
+                .or(file.store.url)
+                .unwrap_or_else(|| "sqlite:liyu.db".to_string()),
         })
     }
 }

@@ -347,6 +347,12 @@ impl Conversations {
         }
     }
 
+    /// Since when the customer of `conversation` has been waiting for a reply, if they are: the glue
+    /// reads it just before [`agent_message`](Conversations::agent_message) to measure reply times.
+    pub fn waiting_since(&self, conversation: &str) -> Option<Instant> {
+        self.conversations.get(conversation)?.waiting_since
+    }
+
     /// An agent wrote `text` in `conversation` at `now`: stops the reply clock, and returns the
     /// conversation findings for this message: a `greeting` finding (rule id "conversation.greeting",
     /// category Greeting, severity Warn, span = the whole message, message citing 有声服务·来时有迎声)

@@ -27,6 +27,8 @@
 //! - [`config`]: `liyu serve`'s configuration, TOML → validated [`config::Config`].
 //! - [`proxy`]: the service around the checker — WebSocket and HTTP proxying, findings frames,
 //!   reloads, graceful shutdown (tokio, hyper, tokio-tungstenite).
+//! - [`store`]: findings storage (SQLite, PostgreSQL) behind a bounded queue and one writer task.
+//! - [`web`]: the admin listener — API, live events, metrics, the dashboard.
 //! - `lexicons/` (in the repository): the rules, one TOML file per category, compiled into the crate.
 #![deny(missing_docs)]
 
@@ -34,5 +36,7 @@ pub mod check;
 pub mod config;
 pub mod conversation;
 pub mod proxy;
+pub mod store;
+pub mod web;
 
 pub use check::{BuildError, Category, Checker, Finding, Lexicon, LexiconError, Severity};

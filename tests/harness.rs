@@ -230,12 +230,30 @@ fn accept_socket(mut req: hyper::Request<hyper::body::Incoming>) -> hyper::Respo
     resp
 }
 
-/// liyu's proxy on port 0.
+/// liyu's proxy on port 0 (and, when started with [`Proxy::start_admin`], its admin API).
 pub struct Proxy {
     pub addr: SocketAddr,
     pub state: Arc<State>,
+    /// The admin listener's address, when started.
+    pub admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     handle: tokio::task::JoinHandle<()>,
+}
+
+/// The admin token the tests use.
+pub const TOKEN: &str = "test-token-7f3a9c";
+
+/// A fresh SQLite store URL in a temp dir.
+pub fn temp_sqlite() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "liyu-test-store-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("sqlite:{}", dir.join("findings.db").display())
 }
 
 /// The `[[messages]]` block of the plain JSON chat the tests speak.
@@ -273,9 +291,30 @@ impl Proxy {
         Proxy {
             addr,
             state,
+            admin: None,
             stop: Some(tx),
             handle,
         }
+    }
+
+    /// Starts liyu with a findings store at `store_url` and its admin API (token [`TOKEN`]) on
+    /// port 0.
+    pub async fn start_admin(upstream: &str, store_url: &str, rest: &str) -> Proxy {
+        let admin_cfg =
+            format!("[admin]\ntokens = [\"{TOKEN}\"]\n\n[store]\nurl = \"{store_url}\"\n{rest}");
+        let mut proxy = Proxy::start(upstream, "", &admin_cfg).await;
+        let store = liyu::store::StoreHandle::start(store_url)
+            .await
+            .expect("store opens");
+        proxy.state.attach_store(store);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        proxy.admin = Some(listener.local_addr().unwrap());
+        tokio::spawn(liyu::web::run(
+            listener,
+            proxy.state.clone(),
+            std::future::pending(),
+        ));
+        proxy
     }
 
     /// Connects a WebSocket client through liyu.

@@ -3,7 +3,11 @@
 mod harness;
 mod util;
 
+mod api;
+mod browser;
 mod check_cli;
 mod checker;
 mod proxy;
 mod quality;
+mod store;
+mod thirdparty;

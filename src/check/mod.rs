@@ -25,6 +25,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use lexicon::{Lexicon, LexiconError, Location, Problem, Rule};
+pub use privacy::mask_numbers;
 
 use matcher::Matcher;
 

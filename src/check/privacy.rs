@@ -105,6 +105,42 @@ fn char_at(text: &str, i: usize) -> Option<char> {
     text.get(i..).and_then(|rest| rest.chars().next())
 }
 
+/// `text` with the middle digits of every personal number replaced by `*`, character for character:
+/// the masked text has the same length in characters and UTF-16 units, so spans computed on the
+/// original still point at the same words.
+pub fn mask_numbers(text: &str) -> String {
+    let found = scan(text);
+    if found.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for f in found {
+        out.push_str(&text[at..f.bytes.start]);
+        let span = &text[f.bytes.clone()];
+        let is_position =
+            |c: char| digit_value(c).is_some() || matches!(c, 'X' | 'x' | 'Ｘ' | 'ｘ');
+        let total = span.chars().filter(|c| is_position(*c)).count();
+        let (keep_front, keep_back) = match f.kind {
+            Detector::BankCard => (4, 4),
+            _ => (3, 4),
+        };
+        let mut seen = 0;
+        for c in span.chars() {
+            if is_position(c) {
+                let keep = seen < keep_front || seen + keep_back >= total;
+                out.push(if keep { c } else { '*' });
+                seen += 1;
+            } else {
+                out.push(c);
+            }
+        }
+        at = f.bytes.end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// Byte offset of the next digit (ASCII, or full-width EF BC 90..=99) at or after `from`.
 fn next_digit(bytes: &[u8], from: usize) -> Option<usize> {
     let rest = bytes.get(from..)?;
@@ -414,6 +450,21 @@ mod tests {
             Detector::BankCard
         );
         assert!(kinds("6217000012345678908").is_empty(), "fails Luhn");
+    }
+
+    #[test]
+    fn masking_keeps_the_length_and_hides_the_middle() {
+        let t = "电话138-1234-5678,卡号6217000012345678907,身份证11010519491231002X。";
+        let m = mask_numbers(t);
+        assert_eq!(
+            m,
+            "电话138-****-5678,卡号6217***********8907,身份证110***********002X。"
+        );
+        assert_eq!(m.chars().count(), t.chars().count());
+        assert_eq!(
+            mask_numbers("订单号3026112900012346"),
+            "订单号3026112900012346"
+        );
     }
 
     #[test]

@@ -46,7 +46,27 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             rules = state.checker().rules().len(),
             "liyu proxy listening"
         );
+        let store = liyu::store::StoreHandle::start(&state.config.store_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the findings store {}: {e}", state.config.store_url))?;
+        state.attach_store(store);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin = match state.config.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (admin)"))?;
+                tracing::info!(addr = %listener.local_addr()?, "admin API and dashboard listening");
+                if state.config.admin_tokens.is_empty() {
+                    tracing::warn!("no admin tokens configured: every API call and the dashboard will answer 401");
+                }
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(liyu::web::run(listener, state.clone(), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
         let watcher = {
             let mut stop = stop_rx.clone();
             tokio::spawn(proxy::watch_lexicons(
@@ -58,9 +78,21 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
             ))
         };
         let hup = tokio::spawn(reload_on_sighup(state.clone()));
-        proxy::run(listener, state, shutdown_signal()).await;
+        proxy::run(listener, state.clone(), shutdown_signal()).await;
         let _ = stop_tx.send(true);
         hup.abort();
+        // Findings still queued for the store get a moment to be written.
+        if let Some(store) = state.store() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while store.metrics.queued.load(std::sync::atomic::Ordering::Relaxed) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if let Some(admin) = admin {
+            let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+        }
         let _ = watcher.await;
         tracing::info!("liyu stopped");
         Ok(ExitCode::SUCCESS)

@@ -223,13 +223,7 @@ async fn check_route(
     } else {
         Vec::new()
     };
-    state
-        .metrics
-        .messages_checked
-        .fetch_add(1, Ordering::Relaxed);
-    if let Some(conv) = &conversation {
-        findings.extend(state.conversations().agent_message(conv, &text, now));
-    }
+    findings.extend(state.agent_said(conversation.as_deref(), agent.as_deref(), &text, now));
     let blocking =
         state.config.mode == Mode::Block && findings.iter().any(|f| f.severity == Severity::Block);
     let action = match (blocking, override_requested) {
@@ -243,6 +237,7 @@ async fn check_route(
         bytes
     };
     if findings.is_empty() {
+        state.agent_context(conversation.as_deref(), &text);
         return Ok(forwarded);
     }
     let record = Record {
@@ -258,7 +253,9 @@ async fn check_route(
     if let Some(agent) = &record.agent {
         state.notify_agent(agent, &record);
     }
+    let (conv, said) = (record.conversation.clone(), record.text.clone());
     state.publish(record);
+    state.agent_context(conv.as_deref(), &said);
     if action == Action::Blocked {
         state.metrics.blocked.fetch_add(1, Ordering::Relaxed);
         return Err(json_response(StatusCode::UNPROCESSABLE_ENTITY, &frame));

@@ -14,12 +14,12 @@ pub mod codec;
 pub mod http;
 pub mod ws;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -28,9 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch, Notify, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::check::{Checker, Finding, Lexicon};
+use crate::check::{mask_numbers, Checker, Finding, Lexicon};
 use crate::config::Config;
 use crate::conversation::{Conversations, Event};
+use crate::store::{ContextMessage, StoreEvent, StoreHandle};
 use codec::Framing;
 
 /// What happened to a checked message.
@@ -96,6 +97,31 @@ pub struct Metrics {
     pub upstream_errors: AtomicU64,
     /// Frames relayed.
     pub frames: AtomicU64,
+    /// Check latency histogram: counts per bucket of [`CHECK_BUCKETS`] (and one past the last).
+    pub check_buckets: [AtomicU64; CHECK_BUCKETS.len() + 1],
+    /// Sum of check times, in nanoseconds.
+    pub check_nanos: AtomicU64,
+    /// Findings by (category, severity), for the metrics endpoint.
+    pub findings_by: Mutex<HashMap<(String, String), u64>>,
+}
+
+/// Upper bounds of the check latency histogram, in seconds.
+pub const CHECK_BUCKETS: [f64; 8] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.1,
+];
+
+impl Metrics {
+    /// Records one check's duration.
+    pub fn observe_check(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = CHECK_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(CHECK_BUCKETS.len());
+        self.check_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.check_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// An open connection to an agent's console that liyu can write to.
@@ -173,7 +199,15 @@ pub struct State {
     pub metrics: Metrics,
     next_conn: AtomicU64,
     http_client: http::Client,
+    store: OnceLock<StoreHandle>,
+    /// The last few messages of each conversation (masked), for the context of stored findings.
+    recent: Mutex<HashMap<String, VecDeque<ContextMessage>>>,
 }
+
+/// Messages of context kept per conversation.
+const CONTEXT_MESSAGES: usize = 5;
+/// Conversations whose context is kept; past this the oldest half is forgotten.
+const CONTEXT_CONVERSATIONS: usize = 20_000;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -218,6 +252,8 @@ impl State {
             metrics: Metrics::default(),
             next_conn: AtomicU64::new(1),
             http_client: http::client(),
+            store: OnceLock::new(),
+            recent: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -278,12 +314,145 @@ impl State {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes a record to the live feed (the store subscribes to it).
+    /// Attaches the findings store; from then on records, checked messages and reply times are
+    /// written to it.
+    pub fn attach_store(&self, store: StoreHandle) {
+        let _ = self.store.set(store);
+    }
+
+    /// The attached store, if any.
+    pub fn store(&self) -> Option<&StoreHandle> {
+        self.store.get()
+    }
+
+    /// Publishes a record to the live feed and queues it for the store (masked, with context).
     pub fn publish(&self, record: Record) {
         self.metrics
             .findings
             .fetch_add(record.findings.len() as u64, Ordering::Relaxed);
-        let _ = self.records.send(Arc::new(record));
+        {
+            let mut by = self
+                .metrics
+                .findings_by
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for f in &record.findings {
+                *by.entry((
+                    f.category.as_str().to_string(),
+                    f.severity.as_str().to_string(),
+                ))
+                .or_default() += 1;
+            }
+        }
+        let record = Arc::new(mask_record(record));
+        if let Some(store) = self.store() {
+            let context = record
+                .conversation
+                .as_ref()
+                .and_then(|c| self.recent().get(c).cloned())
+                .map(Vec::from)
+                .unwrap_or_default();
+            store.submit(StoreEvent::Findings {
+                at_ms: record.at_ms,
+                conversation: record.conversation.clone(),
+                agent: record.agent.clone(),
+                message_id: record.message_id.as_ref().map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+                text: record.text.clone(),
+                action: record.action,
+                findings: record.findings.clone(),
+                context,
+            });
+        }
+        let _ = self.records.send(record);
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<ContextMessage>>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers a message of a conversation as context for later findings (masked).
+    fn remember(&self, conversation: &str, role: &str, text: &str) {
+        let mut recent = self.recent();
+        if recent.len() >= CONTEXT_CONVERSATIONS && !recent.contains_key(conversation) {
+            // Bounded memory: forget the conversations idle the longest.
+            let mut by_age: Vec<(u64, String)> = recent
+                .iter()
+                .map(|(k, v)| (v.back().map_or(0, |m| m.at_ms), k.clone()))
+                .collect();
+            by_age.sort();
+            for (_, k) in by_age.into_iter().take(CONTEXT_CONVERSATIONS / 2) {
+                recent.remove(&k);
+            }
+        }
+        let list = recent.entry(conversation.to_string()).or_default();
+        if list.len() == CONTEXT_MESSAGES {
+            list.pop_front();
+        }
+        list.push_back(ContextMessage {
+            at_ms: now_ms(),
+            role: role.to_string(),
+            text: mask_numbers(text),
+        });
+    }
+
+    /// The conversation side of an agent's message (greeting rule, reply time, counts, context);
+    /// returns the conversation findings. Call after checking, before publishing.
+    pub(crate) fn agent_said(
+        &self,
+        conversation: Option<&str>,
+        agent: Option<&str>,
+        text: &str,
+        now: std::time::Instant,
+    ) -> Vec<Finding> {
+        self.metrics
+            .messages_checked
+            .fetch_add(1, Ordering::Relaxed);
+        let agent_id = agent.unwrap_or("").to_string();
+        if let Some(store) = self.store() {
+            store.submit(StoreEvent::Checked {
+                at_ms: now_ms(),
+                agent: agent_id.clone(),
+            });
+        }
+        let Some(conv) = conversation else {
+            return Vec::new();
+        };
+        let (waited, findings) = {
+            let mut convs = self.conversations();
+            let waited = convs
+                .waiting_since(conv)
+                .map(|t| now.saturating_duration_since(t));
+            (waited, convs.agent_message(conv, text, now))
+        };
+        if let (Some(waited), Some(store)) = (waited, self.store()) {
+            store.submit(StoreEvent::Reply {
+                at_ms: now_ms(),
+                agent: agent_id,
+                wait_ms: waited.as_millis() as u64,
+            });
+        }
+        findings
+    }
+
+    /// Remembers an agent's message as context, after its findings were published (so a finding's
+    /// context is what came before it).
+    pub(crate) fn agent_context(&self, conversation: Option<&str>, text: &str) {
+        if let Some(conv) = conversation {
+            self.remember(conv, "agent", text);
+        }
+    }
+
+    /// A customer's message: starts the reply clock, kept as context.
+    pub(crate) fn customer_said(&self, conversation: &str, text: &str, now: std::time::Instant) {
+        self.metrics
+            .customer_messages
+            .fetch_add(1, Ordering::Relaxed);
+        self.conversations().customer_message(conversation, now);
+        self.clock_changed.notify_one();
+        self.remember(conversation, "customer", text);
     }
 
     /// Sends `record`'s findings frame to the open consoles of `agent` (HTTP-sent messages).
@@ -310,6 +479,15 @@ impl State {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// Masks personal numbers in a record's text and findings (lengths are kept, so spans stay valid).
+fn mask_record(mut record: Record) -> Record {
+    record.text = mask_numbers(&record.text);
+    for f in &mut record.findings {
+        f.matched = mask_numbers(&f.matched);
+    }
+    record
 }
 
 /// Serves the proxy on `listener` until `shutdown` completes, then drains: every connection is sent

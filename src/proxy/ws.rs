@@ -308,13 +308,12 @@ impl Ctx {
                 } else {
                     Vec::new()
                 };
-                state
-                    .metrics
-                    .messages_checked
-                    .fetch_add(1, Ordering::Relaxed);
-                if let Some(conv) = &decoded.conversation {
-                    findings.extend(state.conversations().agent_message(conv, &text, now));
-                }
+                findings.extend(state.agent_said(
+                    decoded.conversation.as_deref(),
+                    decoded.sender.as_deref(),
+                    &text,
+                    now,
+                ));
                 let blocking = state.config.mode == Mode::Block
                     && findings.iter().any(|f| f.severity == Severity::Block);
                 let (verdict, action) = if blocking && !decoded.override_requested {
@@ -337,7 +336,7 @@ impl Ctx {
                         conversation: decoded.conversation.clone(),
                         agent: decoded.sender.clone(),
                         message_id: decoded.message_id.clone(),
-                        text,
+                        text: text.clone(),
                         action,
                         findings,
                     };
@@ -348,6 +347,7 @@ impl Ctx {
                     }
                     state.publish(record);
                 }
+                state.agent_context(decoded.conversation.as_deref(), &text);
                 verdict
             }
         }
@@ -366,16 +366,11 @@ impl Ctx {
         let now = tokio::time::Instant::now().into_std();
         match decoded.kind {
             Kind::Message => {
-                state
-                    .metrics
-                    .customer_messages
-                    .fetch_add(1, Ordering::Relaxed);
                 if self.client_is_agent() {
                     let console = self.console(&decoded);
                     Registry::add(&mut state.registry().by_conversation, &conv, &console);
                 }
-                state.conversations().customer_message(&conv, now);
-                state.clock_changed.notify_one();
+                state.customer_said(&conv, decoded.text.as_deref().unwrap_or(""), now);
             }
             Kind::End => {
                 let findings = state.conversations().end(&conv, now);
@@ -411,13 +406,16 @@ pub(crate) async fn check(state: &Arc<State>, text: String) -> Vec<Finding> {
     /// Below this a check takes microseconds: cheaper inline than a thread hop.
     const INLINE_BYTES: usize = 16 * 1024;
     let checker = state.checker();
-    if text.len() <= INLINE_BYTES {
+    let started = std::time::Instant::now();
+    let findings = if text.len() <= INLINE_BYTES {
         checker.check(&text)
     } else {
         tokio::task::spawn_blocking(move || checker.check(&text))
             .await
             .unwrap_or_default()
-    }
+    };
+    state.metrics.observe_check(started.elapsed());
+    findings
 }
 
 /// Why one direction of the relay stopped.

@@ -138,3 +138,17 @@ fn ordinary_text_is_almost_never_flagged() {
         flagged.join("\n")
     );
 }
+
+#[test]
+fn held_out_sets_stay_above_their_measured_level() {
+    // Written without seeing the rules. Their first scores (holdout 0.755 / 1.000, holdout2
+    // 0.811 / 0.973) were taken before any rule was written from their misses; this guards against
+    // regressions, it does not measure generalisation any more.
+    for (file, recall) in [
+        ("tests/data/holdout.jsonl", 0.95),
+        ("tests/data/holdout2.jsonl", 0.85),
+    ] {
+        let set = labelled(&repo(file));
+        assert_score(file, &score(&set), recall, 0.95, 0.95);
+    }
+}

@@ -132,41 +132,33 @@ pub(crate) struct Matcher {
 /// The literal prefixes a match of `pattern` must start with, when there are few enough to be worth
 /// putting in the automaton.
 fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    /// More prefixes than this and the pattern is cheaper to run on its own.
-    const MAX_PREFIXES: usize = 250;
-    /// A pattern's prefixes are made as long as possible (three CJK characters are rare in clean text,
-    /// so few anchored searches run) while they stay this few: the alternations at the start of a
-    /// pattern multiply, and thousands of prefixes make the one automaton slower for every message.
-    const FEW_PREFIXES: usize = 24;
     let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    let mut fallback = None;
-    for bytes in [9, 6, 3] {
+    // The longer a prefix, the rarer it is in clean text and the fewer anchored searches run: a
+    // one-character prefix such as 您 or 这 fires on most messages. But the alternations at the start
+    // of a pattern multiply, and thousands of prefixes make the one automaton slower for every
+    // message. So: three characters while that stays few, else two characters while that stays
+    // below the hard limit, and one character only as the last resort.
+    for (bytes, most) in [(9, 64), (6, 250), (3, 250)] {
         let mut extractor = Extractor::new();
         extractor
             .kind(ExtractKind::Prefix)
             .limit_class(32)
             .limit_literal_len(bytes)
-            .limit_total(MAX_PREFIXES);
+            .limit_total(250);
         let mut seq = extractor.extract(&hir);
         seq.dedup();
         let Some(literals) = seq.literals() else {
             continue;
         };
-        if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        if literals.is_empty()
+            || literals.len() > most
+            || literals.iter().any(|l| l.as_bytes().is_empty())
+        {
             continue;
         }
-        let literals: Vec<Vec<u8>> = literals.iter().map(|l| l.as_bytes().to_vec()).collect();
-        if literals.len() <= FEW_PREFIXES {
-            return Some(literals);
-        }
-        if fallback
-            .as_ref()
-            .is_none_or(|f: &Vec<Vec<u8>>| literals.len() < f.len())
-        {
-            fallback = Some(literals);
-        }
+        return Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect());
     }
-    fallback
+    None
 }
 
 impl Matcher {

@@ -28,7 +28,7 @@ if [ ${#browser_pkgs[@]} -gt 0 ]; then
 fi
 
 # The store tests (tests/store.rs) run against a real PostgreSQL server: unless LIYU_TEST_POSTGRES
-# already names one, a throwaway cluster is started on 127.0.0.1:55432 (trust auth, user liyu,
+# already names one, a throwaway cluster is started on a free port of 127.0.0.1 (trust auth, user liyu,
 # database liyu_test) and removed on exit.
 if [ -z "${LIYU_TEST_POSTGRES:-}" ]; then
     # The directory holding initdb and pg_ctl (PATH first, then Debian's versioned directories).
@@ -45,10 +45,11 @@ if [ -z "${LIYU_TEST_POSTGRES:-}" ]; then
         return 1
     }
     if ! pg_bin=$(pg_bindir); then
-        apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
         pg_bin=$(pg_bindir)
     fi
-    pg_port=55432
+    # A free port, so a server left running by someone else cannot get in the way.
+    pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/liyu-pg.XXXXXX")
     # PostgreSQL refuses to run as root: as root, run it as `postgres` (or a `liyu` system user).
     as_pg=()

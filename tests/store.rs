@@ -93,6 +93,21 @@ impl Fresh {
         store::open(&self.url).unwrap_or_else(|e| panic!("cannot open {}: {e}", self.url))
     }
 
+    /// Runs statements directly, not through liyu.
+    fn raw(&self, sql: &str) {
+        match &self.cleanup {
+            Cleanup::Dir(_) => {
+                let path = self.url.strip_prefix("sqlite:").unwrap();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Cleanup::Schema { .. } => {
+                let mut client = ::postgres::Client::connect(&self.url, ::postgres::NoTls).unwrap();
+                client.batch_execute(sql).unwrap();
+            }
+        }
+    }
+
     /// Rows of the migrations table (read directly, not through liyu).
     fn migrations(&self) -> i64 {
         const SQL: &str = "SELECT COUNT(*) FROM liyu_migrations";
@@ -132,6 +147,7 @@ both!(
     a_finding_reads_back_with_every_field_and_its_context,
     every_filter_alone_and_combined,
     pages_follow_the_cursor,
+    rare_rows_are_found_past_the_newest_twenty_thousand,
     reviews_are_recorded_and_filterable,
     stats_for_every_group,
     stats_over_a_range_count_overlapping_hours,
@@ -158,7 +174,7 @@ fn finding(
         matched: format!("m{start}"),
         message: format!("{rule}: 服务忌语"),
         suggestions: vec!["请稍等".to_owned(), format!("\"quoted\" {rule}")],
-        fix: (start % 2 == 0).then(|| "您好".to_owned()),
+        fix: (start % 2 == 1).then(|| "您好".to_owned()),
         bytes: 0..0,
     }
 }
@@ -307,8 +323,8 @@ fn a_finding_reads_back_with_every_field_and_its_context(kind: Kind) {
                 "slow_reply",
                 Category::SlowReply,
                 Severity::Warn,
-                1,
-                1,
+                0,
+                0,
             )],
             context: vec![],
         },
@@ -787,6 +803,78 @@ fn pages_follow_the_cursor(kind: Kind) {
     assert_eq!(page.next_cursor, Some(everything[0]));
 }
 
+/// A page first looks among the newest 20,000 rows below the cursor, then past them: rows that
+/// match only further back are found, in order, on both sides of that seam.
+fn rare_rows_are_found_past_the_newest_twenty_thousand(kind: Kind) {
+    let fresh = Fresh::new(kind);
+    let mut b = fresh.open();
+    // 120 old rows of agent "old" (at_ms 0..120 min), then 20,100 of "new".
+    let events: Vec<StoreEvent> = (0..20_220u64)
+        .map(|i| {
+            let agent = if i < 120 { "old" } else { "new" };
+            one(D + i * MINUTE, Some(agent), "r1", Category::Impatience)
+        })
+        .collect();
+    b.write(&events).unwrap();
+    let newest = b.findings(&Filter::default()).unwrap().items[0].id;
+    // Ids are given in order: the i-th event's row is `newest - 20_219 + i`.
+    let id = |i: i64| newest - 20_219 + i;
+    let walk = |b: &mut Box<dyn Backend>, filter: Filter| {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = b
+                .findings(&Filter {
+                    cursor,
+                    ..filter.clone()
+                })
+                .unwrap();
+            seen.extend(ids(&page.items));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return seen,
+            }
+        }
+    };
+    let old: Vec<i64> = (0..120).rev().map(id).collect();
+    let by_agent = Filter {
+        agent: Some("old".to_owned()),
+        limit: Some(50),
+        ..Filter::default()
+    };
+    assert_eq!(walk(&mut b, by_agent.clone()), old);
+    let by_time = Filter {
+        until: Some(D + 120 * MINUTE),
+        limit: Some(50),
+        ..Filter::default()
+    };
+    assert_eq!(walk(&mut b, by_time), old);
+    // A page that starts inside the window (the 20,000 rows below the cursor: events 110..20_110)
+    // and ends past it.
+    let page = b
+        .findings(&Filter {
+            since: Some(D + 80 * MINUTE),
+            until: Some(D + 130 * MINUTE),
+            cursor: Some(id(20_110)),
+            limit: Some(50),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        ids(&page.items),
+        (80..130).rev().map(id).collect::<Vec<_>>()
+    );
+    assert_eq!(page.next_cursor, Some(id(80)));
+    // From a cursor deep in the table.
+    let page = b
+        .findings(&Filter {
+            cursor: Some(id(60)),
+            ..by_agent
+        })
+        .unwrap();
+    assert_eq!(ids(&page.items), (10..60).rev().map(id).collect::<Vec<_>>());
+}
+
 fn reviews_are_recorded_and_filterable(kind: Kind) {
     let fresh = Fresh::new(kind);
     let mut b = fresh.open();
@@ -859,6 +947,20 @@ fn reviews_are_recorded_and_filterable(kind: Kind) {
     ));
     // The failed reviews changed nothing.
     assert_eq!(b.finding(a).unwrap(), again);
+    // Statistics count each finding's last verdict once.
+    let counts = |rows: Vec<StatRow>| {
+        rows.into_iter()
+            .map(|r| (r.key, r.findings, r.reviews, r.false_positives))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counts(b.stats(Group::Agent, None, None).unwrap()),
+        [("ann".to_owned(), 2, 1, 1), ("bob".to_owned(), 1, 1, 0)]
+    );
+    assert_eq!(
+        counts(b.stats(Group::Day, Some(D), Some(D + 1)).unwrap()),
+        [(D.to_string(), 1, 1, 1)]
+    );
 }
 
 /// The stats data set (see `stats_for_every_group` for the numbers).
@@ -1195,13 +1297,34 @@ fn injection_strings_match_nothing_and_harm_nothing(kind: Kind) {
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].text, INJECTIONS[4]);
 
+    // A NUL character (PostgreSQL text cannot hold one) does not make the write fail: it is kept
+    // (SQLite) or replaced (PostgreSQL) without moving the spans.
+    b.write(&[Msg {
+        at_ms: D + 3,
+        agent: Some("nul\0agent"),
+        conversation: None,
+        text: "a\0b",
+        action: Action::Delivered,
+        findings: vec![finding("r\0", Category::Profanity, Severity::Warn, 2, 3)],
+    }
+    .event()])
+        .unwrap();
+    let nul = all(b.as_mut()).remove(0);
+    assert!(
+        ["a\0b", "a\u{FFFD}b"].contains(&nul.text.as_str()),
+        "{:?}",
+        nul.text
+    );
+    assert_eq!((nul.start, nul.end), (2, 3));
+
     // The tables are intact.
     let after = all(b.as_mut());
+    let after = &after[1..];
     assert_eq!(after.len(), 3);
     assert_eq!(ids(&after[1..]), ids(&before));
     assert_eq!(after[1..][1], before[1]);
     let stats = b.stats(Group::Agent, None, None).unwrap();
-    assert_eq!(stats.len(), 3);
+    assert_eq!(stats.len(), 4);
     let ann = |rows: &[StatRow]| rows.iter().find(|r| r.key == "ann").cloned();
     assert_eq!(ann(&stats), ann(&stats_before));
     assert_eq!(
@@ -1210,24 +1333,56 @@ fn injection_strings_match_nothing_and_harm_nothing(kind: Kind) {
     );
 }
 
+/// The schema versions there are so far.
+const VERSIONS: i64 = 2;
+
+const GROUPS: [Group; 5] = [
+    Group::Agent,
+    Group::Rule,
+    Group::Category,
+    Group::Hour,
+    Group::Day,
+];
+
 fn reopening_keeps_data_and_migrations_run_once(kind: Kind) {
     let fresh = Fresh::new(kind);
     let first = {
         let mut b = fresh.open();
-        b.write(&[
-            one(D, Some("ann"), "r1", Category::Impatience),
-            checked(D, "ann"),
-        ])
-        .unwrap();
+        seed_stats(b.as_mut());
         all(b.as_mut())
     };
+    let ranges = [
+        (None, None),
+        (Some(D + 9 * HOUR + 15 * MINUTE), None),
+        (Some(D + 10 * HOUR), Some(D + DAY + 9 * HOUR + 30 * MINUTE)),
+    ];
+    let stats = |b: &mut Box<dyn Backend>| {
+        let mut out = Vec::new();
+        for group in GROUPS {
+            for (since, until) in ranges {
+                out.push(b.stats(group, since, until).unwrap());
+            }
+        }
+        out
+    };
+    let expected = stats(&mut fresh.open());
     for _ in 0..3 {
         let mut b = fresh.open();
         assert_eq!(all(b.as_mut()), first);
-        assert_eq!(b.stats(Group::Agent, None, None).unwrap()[0].messages, 1);
+        assert_eq!(stats(&mut b), expected);
     }
-    // One schema version so far, recorded once however often the store was opened.
+    // Each schema version recorded once, however often the store was opened.
+    assert_eq!(fresh.migrations(), VERSIONS);
+
+    // A store of version 1 (before the hourly counts) is brought up to date: the counts are made
+    // from the findings, reviews included.
+    fresh.raw("DROP TABLE finding_counts; DELETE FROM liyu_migrations WHERE version = 2");
     assert_eq!(fresh.migrations(), 1);
+    let mut b = fresh.open();
+    assert_eq!(fresh.migrations(), VERSIONS);
+    assert_eq!(all(b.as_mut()), first);
+    assert_eq!(stats(&mut b), expected);
+
     if let Kind::Sqlite = kind {
         let path = fresh.url.strip_prefix("sqlite:").unwrap();
         let conn = rusqlite::Connection::open(path).unwrap();
@@ -1261,7 +1416,7 @@ fn concurrent_opens_migrate_once(kind: Kind) {
             h.join().unwrap();
         }
     });
-    assert_eq!(fresh.migrations(), 1);
+    assert_eq!(fresh.migrations(), VERSIONS);
     let mut b = fresh.open();
     assert_eq!(all(b.as_mut()).len(), 6);
     assert_eq!(b.stats(Group::Agent, None, None).unwrap()[0].messages, 6);

@@ -53,6 +53,11 @@ impl Postgres {
 
 /// Converts parameters to the types the server inferred for them (INTEGER columns take an `i32`,
 /// BIGINT ones an `i64`).
+///
+/// Nothing a batch holds may make its write fail every time (the writer would retry it forever):
+/// integers too large for an INTEGER column are clamped (a span of over 2^31 UTF-16 units), and NUL
+/// characters, which PostgreSQL text cannot hold, become U+FFFD (one UTF-16 unit too, so spans
+/// stay valid).
 fn bind(stmt: &Statement, params: &[Param]) -> Result<Vec<Box<dyn ToSql + Sync>>, StoreError> {
     if stmt.params().len() != params.len() {
         return Err(StoreError::Db(format!(
@@ -65,20 +70,20 @@ fn bind(stmt: &Statement, params: &[Param]) -> Result<Vec<Box<dyn ToSql + Sync>>
         .iter()
         .zip(params)
         .map(|(ty, p)| -> Result<Box<dyn ToSql + Sync>, StoreError> {
-            let out_of_range = || StoreError::Invalid(format!("{p:?} is out of range for {ty}"));
             Ok(match (p, ty) {
                 (Param::Int(v), &Type::INT8) => Box::new(*v),
                 (Param::Int(v), &Type::INT4) => {
-                    Box::new(i32::try_from(*v).map_err(|_| out_of_range())?)
+                    Box::new((*v).clamp(i32::MIN.into(), i32::MAX.into()) as i32)
                 }
                 (Param::Int(v), &Type::INT2) => {
-                    Box::new(i16::try_from(*v).map_err(|_| out_of_range())?)
+                    Box::new((*v).clamp(i16::MIN.into(), i16::MAX.into()) as i16)
                 }
                 (Param::Int(_), _) => {
                     return Err(StoreError::Db(format!(
                         "integer parameter for a {ty} column"
                     )))
                 }
+                (Param::Text(s), _) if s.contains('\0') => Box::new(s.replace('\0', "\u{FFFD}")),
                 (Param::Text(s), _) => Box::new(s.clone()),
                 (Param::Null, &Type::INT8) => Box::new(None::<i64>),
                 (Param::Null, &Type::INT4) => Box::new(None::<i32>),

@@ -357,7 +357,7 @@ fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn mask(d: &[u8], keep_front: usize, keep_back: usize) -> String {

@@ -42,9 +42,10 @@ enum Use {
         group: u32,
         term: u16,
     },
-    /// A prefix of prefiltered pattern `pattern`: confirm with an anchored search here.
-    PatternStart {
+    /// A literal of anchor `anchor` of prefiltered pattern `pattern`.
+    PatternPart {
         pattern: u32,
+        anchor: u8,
     },
 }
 
@@ -113,12 +114,113 @@ struct Span {
     end: usize,
 }
 
+/// A pattern found through its anchors.
+#[derive(Debug)]
+struct Prefiltered {
+    re: meta::Regex,
+    rule: u32,
+    /// Per anchor, [`Anchor::back`].
+    backs: Vec<Option<usize>>,
+}
+
+impl Prefiltered {
+    /// Whether every match starts with the pattern's one anchor: then it is confirmed right where
+    /// the anchor is found, with [`confirm_at`](Self::confirm_at).
+    fn starts_with_anchor(&self) -> bool {
+        self.backs == [Some(0)]
+    }
+
+    /// The match that starts at `at`, where the pattern's starting anchor was found.
+    fn confirm_at(&self, view: &str, at: usize, spans: &mut Vec<Span>) {
+        // Only the end is unknown: an anchored half search skips the reverse scan that finding a
+        // start would need.
+        let input = Input::new(view).range(at..).anchored(Anchored::Yes);
+        if let Some(m) = self.re.search_half(&input) {
+            if m.offset() > at {
+                spans.push(Span {
+                    rule: self.rule,
+                    start: at,
+                    end: m.offset(),
+                });
+            }
+        }
+    }
+
+    /// Runs the pattern where all its anchors were found; `found` holds (anchor, position) of each
+    /// anchor literal found in `view`.
+    fn confirm(&self, view: &str, found: &[(u8, usize)], spans: &mut Vec<Span>) {
+        if (0..self.backs.len()).any(|a| !found.iter().any(|f| f.0 as usize == a)) {
+            return;
+        }
+        if let [Some(back)] = self.backs[..] {
+            if back <= SHORT_BACK {
+                // One anchor a few characters into the pattern: trying each place a match could
+                // start with an anchored search (most fail on their first byte) is cheaper than an
+                // unanchored search, which has to find the start with a reverse scan.
+                for &(_, at) in found {
+                    for start in at.saturating_sub(back)..=at {
+                        if view.is_char_boundary(start) {
+                            self.confirm_at(view, start, spans);
+                        }
+                    }
+                }
+                return;
+            }
+        }
+        // A match starts at most `back` bytes before any of its anchors: searching from the
+        // earliest such place finds every match (the haystack stays the whole view, so `^` and `$`
+        // keep their meaning).
+        let mut lo = found
+            .iter()
+            .map(|&(a, at)| self.backs[a as usize].map_or(0, |b| at.saturating_sub(b)))
+            .min()
+            .unwrap_or(0);
+        while !view.is_char_boundary(lo) {
+            lo -= 1;
+        }
+        for m in self.re.find_iter(Input::new(view).range(lo..)) {
+            if !m.is_empty() {
+                spans.push(Span {
+                    rule: self.rule,
+                    start: m.start(),
+                    end: m.end(),
+                });
+            }
+        }
+    }
+}
+
+/// The per-message working lists, reused from message to message.
+#[derive(Default)]
+struct Scratch {
+    view: String,
+    spans: Vec<Span>,
+    /// (group, term, start, end)
+    near_hits: Vec<(u32, u16, usize, usize)>,
+    /// (pattern, anchor, start)
+    pattern_hits: Vec<(u32, u8, usize)>,
+    /// (anchor, start) of one pattern
+    found: Vec<(u8, usize)>,
+    /// Several rules may share a word needle; jieba answers once per span: (start, end, stands).
+    word_cache: Vec<(usize, usize, bool)>,
+}
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.near_hits.clear();
+        self.pattern_hits.clear();
+        self.found.clear();
+        self.word_cache.clear();
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Matcher {
     ac: Option<AhoCorasick>,
     uses: Vec<Vec<Use>>,
-    /// Patterns confirmed where one of their literal prefixes was found, with their rule.
-    prefixed: Vec<(meta::Regex, u32)>,
+    /// Patterns confirmed where one of their required literals was found.
+    prefixed: Vec<Prefiltered>,
     /// Patterns with no literal prefix, run over every message, with their rules.
     set: Option<RegexSet>,
     regexes: Vec<Regex>,
@@ -129,15 +231,108 @@ pub(crate) struct Matcher {
     detectors: Vec<(Detector, usize)>,
 }
 
-/// The literal prefixes a match of `pattern` must start with, when there are few enough to be worth
-/// putting in the automaton.
-fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
-    // The longer a prefix, the rarer it is in clean text and the fewer anchored searches run: a
-    // one-character prefix such as 您 or 这 fires on most messages. But the alternations at the start
-    // of a pattern multiply, and thousands of prefixes make the one automaton slower for every
-    // message. So: three characters while that stays few, else two characters while that stays
-    // below the hard limit, and one character only as the last resort.
+/// A set of literals one of which every match of a pattern contains, at a known place in it.
+#[derive(Debug, PartialEq)]
+struct Anchor {
+    /// The literals (they may be prefixes of longer required strings).
+    literals: Vec<Vec<u8>>,
+    /// How many bytes of the match may come before the literal: 0 when every match starts with it,
+    /// `None` when the part before it is unbounded.
+    back: Option<usize>,
+}
+
+/// Up to how many bytes before its one anchor a match is confirmed by trying each start.
+const SHORT_BACK: usize = 12;
+
+/// At most this many anchors per pattern: two rare ones already make a confirmation rare.
+const MAX_ANCHORS: usize = 2;
+
+/// The rarest sets of literals every match of `pattern` must contain (at most [`MAX_ANCHORS`]), in the
+/// order they occur in the pattern, when there are few enough literals to be worth putting in the
+/// automaton; empty when there are none.
+///
+/// Lexicon patterns often start with optional or very common parts ("(你|您)?(自己)?(去)?(找|问)…",
+/// "(等|看|问|…)…(不会死|死不了)"): anchoring on their first characters fired a regex search at most
+/// 您, 我 and 问 of every clean message. So each required element of the pattern's top-level
+/// concatenation is a candidate: the literals that start the rest of the pattern there (three
+/// characters while that stays few, else two, else one), scored by [`Rarity`]. The regex runs only
+/// where all the chosen sets were found.
+fn anchors(pattern: &str) -> Vec<Anchor> {
+    use regex_syntax::hir::{Hir, HirKind};
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+        return Vec::new();
+    };
+    let parts: Vec<Hir> = match hir.kind() {
+        HirKind::Concat(parts) => parts.clone(),
+        _ => vec![hir.clone()],
+    };
+    let mut candidates: Vec<(Rarity, usize, Anchor)> = Vec::new();
+    let mut back = Some(0usize);
+    for (i, part) in parts.iter().enumerate() {
+        if part.properties().minimum_len().unwrap_or(0) > 0 {
+            if let Some(literals) = required_prefixes(&Hir::concat(parts[i..].to_vec())) {
+                candidates.push((Rarity::of(&literals), i, Anchor { literals, back }));
+            }
+        }
+        back = match (back, part.properties().maximum_len()) {
+            (Some(b), Some(m)) => Some(b + m),
+            _ => None,
+        };
+    }
+    candidates.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    // A second anchor only when it is selective on its own: a set of single characters would fire
+    // on most messages and buy nothing.
+    let mut keep = 1;
+    while keep < candidates.len().min(MAX_ANCHORS) && candidates[keep].0.selective() {
+        keep += 1;
+    }
+    candidates.truncate(keep);
+    candidates.sort_by_key(|c| c.1);
+    candidates.into_iter().map(|(_, _, a)| a).collect()
+}
+
+/// How often a set of anchor literals is expected to fire in chat; smaller is rarer.
+///
+/// A simple model: any given character stands at a given place of a message with probability 1/20,
+/// so a literal of n characters fires about 20^-n times per place, and a set fires the sum of its
+/// literals. Length dominates, as it does in real chat (您, 问 and 找 are in most messages; 不会死 in
+/// almost none), and a long alternation of words still loses to a short list of rare ones.
+/// (jieba's dictionary frequencies were tried and mislead: they come from news text, where 客服 and
+/// 给您 are rare.)
+#[derive(Debug)]
+struct Rarity {
+    expected: f64,
+    shortest: usize,
+}
+
+impl Rarity {
+    fn of(literals: &[Vec<u8>]) -> Rarity {
+        let chars = |l: &Vec<u8>| String::from_utf8_lossy(l).chars().count();
+        Rarity {
+            expected: literals
+                .iter()
+                .map(|l| 20f64.powi(-(chars(l) as i32)))
+                .sum(),
+            shortest: literals.iter().map(chars).min().unwrap_or(0),
+        }
+    }
+
+    fn cmp(&self, other: &Rarity) -> std::cmp::Ordering {
+        self.expected.total_cmp(&other.expected)
+    }
+
+    /// Rare enough to be worth a second anchor: words, not single characters, which would fire on
+    /// most messages and buy nothing.
+    fn selective(&self) -> bool {
+        self.shortest >= 2
+    }
+}
+
+/// The literals every match of `hir` starts with: the longest that stay few.
+fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+    // Thousands of needles make the one automaton slower for every message; three characters while
+    // that stays few, else two characters while that stays below the hard limit, and one character
+    // only as the last resort.
     for (bytes, most) in [(9, 64), (6, 250), (3, 250)] {
         let mut extractor = Extractor::new();
         extractor
@@ -145,7 +340,7 @@ fn literal_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
             .limit_class(32)
             .limit_literal_len(bytes)
             .limit_total(250);
-        let mut seq = extractor.extract(&hir);
+        let mut seq = extractor.extract(hir);
         seq.dedup();
         let Some(literals) = seq.literals() else {
             continue;
@@ -211,16 +406,29 @@ impl Matcher {
                 }
             }
             for p in &f.patterns {
-                match literal_prefixes(&p.value) {
-                    Some(prefixes) => {
+                let anchors = anchors(&p.value);
+                match anchors.is_empty() {
+                    false => {
                         let re = meta::Regex::new(&p.value).map_err(|e| e.to_string())?;
                         let pattern = prefixed.len() as u32;
-                        prefixed.push((re, r));
-                        for prefix in prefixes {
-                            add(&prefix, Use::PatternStart { pattern });
+                        prefixed.push(Prefiltered {
+                            re,
+                            rule: r,
+                            backs: anchors.iter().map(|a| a.back).collect(),
+                        });
+                        for (a, anchor) in anchors.into_iter().enumerate() {
+                            for literal in anchor.literals {
+                                add(
+                                    &literal,
+                                    Use::PatternPart {
+                                        pattern,
+                                        anchor: a as u8,
+                                    },
+                                );
+                            }
                         }
                     }
-                    None => {
+                    true => {
                         patterns.push(p.value.clone());
                         pattern_rules.push(r);
                     }
@@ -285,7 +493,7 @@ impl Matcher {
         let prefixes = self
             .uses
             .iter()
-            .filter(|u| u.iter().any(|u| matches!(u, Use::PatternStart { .. })))
+            .filter(|u| u.iter().any(|u| matches!(u, Use::PatternPart { .. })))
             .count();
         (self.uses.len(), prefixes)
     }
@@ -303,33 +511,32 @@ impl Matcher {
     /// examples are checked against).
     pub(crate) fn scan(&self, rules: &[Rule], text: &str, dedupe: bool) -> Vec<Hit> {
         thread_local! {
-            // The view of each message is built in a buffer kept per thread: no allocation for it on
-            // the hot path.
-            static VIEW: RefCell<String> = const { RefCell::new(String::new()) };
+            // The view and the working lists of each message live in buffers kept per thread: no
+            // allocation for them on the hot path, where a clean message costs a few hundred ns.
+            static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
         }
-        VIEW.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut view) => {
-                normalize_into(text, &mut view);
-                self.scan_view(rules, text, &view, dedupe)
-            }
-            Err(_) => {
-                let mut view = String::new();
-                normalize_into(text, &mut view);
-                self.scan_view(rules, text, &view, dedupe)
-            }
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.scan_with(rules, text, dedupe, &mut scratch),
+            Err(_) => self.scan_with(rules, text, dedupe, &mut Scratch::default()),
         })
     }
 
-    fn scan_view(&self, rules: &[Rule], text: &str, view: &str, dedupe: bool) -> Vec<Hit> {
+    fn scan_with(&self, rules: &[Rule], text: &str, dedupe: bool, s: &mut Scratch) -> Vec<Hit> {
+        s.clear();
+        let Scratch {
+            view,
+            spans,
+            near_hits,
+            pattern_hits,
+            found,
+            word_cache,
+        } = s;
+        normalize_into(text, view);
+        let view = view.as_str();
         // The offset map is built only when a hit needs it: most messages have none.
         let mut mapped: Option<Normalized> = None;
-        let mut spans: Vec<Span> = Vec::new();
-        // (group, term, start, end)
-        let mut near_hits: Vec<(u32, u16, usize, usize)> = Vec::new();
 
         if let Some(ac) = &self.ac {
-            // Several rules may share a word needle; jieba answers once per span.
-            let mut word_cache: Vec<(usize, usize, bool)> = Vec::new();
             for m in ac.find_overlapping_iter(view) {
                 let (start, end) = (m.start(), m.end());
                 for u in &self.uses[m.pattern().as_usize()] {
@@ -363,22 +570,27 @@ impl Matcher {
                             }
                         }
                         Use::NearTerm { group, term } => near_hits.push((group, term, start, end)),
-                        Use::PatternStart { pattern } => {
-                            let (re, rule) = &self.prefixed[pattern as usize];
-                            let input = Input::new(view).range(start..).anchored(Anchored::Yes);
-                            // Anchored at the prefix, so only the end is unknown: the half
-                            // search skips the reverse scan that finding a start would need.
-                            if let Some(m) = re.search_half(&input) {
-                                if m.offset() > start {
-                                    spans.push(Span {
-                                        rule: *rule,
-                                        start,
-                                        end: m.offset(),
-                                    });
-                                }
+                        Use::PatternPart { pattern, anchor } => {
+                            let p = &self.prefixed[pattern as usize];
+                            if p.starts_with_anchor() {
+                                p.confirm_at(view, start, spans);
+                            } else {
+                                pattern_hits.push((pattern, anchor, start));
                             }
                         }
                     }
+                }
+            }
+        }
+        if !pattern_hits.is_empty() {
+            if pattern_hits.len() > 1 {
+                pattern_hits.sort_unstable();
+            }
+            for (i, &(pattern, anchor, at)) in pattern_hits.iter().enumerate() {
+                found.push((anchor, at));
+                if pattern_hits.get(i + 1).is_none_or(|next| next.0 != pattern) {
+                    self.prefixed[pattern as usize].confirm(view, found, spans);
+                    found.clear();
                 }
             }
         }
@@ -397,14 +609,14 @@ impl Matcher {
             }
         }
         if !near_hits.is_empty() {
-            self.chain_near(view, &mut near_hits, &mut spans);
+            self.chain_near(view, near_hits, spans);
         }
 
         spans.retain(|s| !self.unless[s.rule as usize].cancels(view, s.start, s.end));
         // One hit per stretch of text per rule: the earliest, and of those the longest.
         spans.sort_by_key(|s| (s.rule, s.start, usize::MAX - s.end));
         let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
-        for s in spans {
+        for s in spans.drain(..) {
             if let Some(last) = kept.last() {
                 if last.rule == s.rule && s.start < last.end {
                     continue;
@@ -548,5 +760,76 @@ fn mark_quoted(text: &str, hits: &mut [Hit]) {
         h.quoted = quoted
             .iter()
             .any(|q| q.start <= h.bytes.start && h.bytes.end <= q.end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn literals(pattern: &str) -> Vec<Vec<String>> {
+        anchors(pattern)
+            .into_iter()
+            .map(|a| {
+                a.literals
+                    .iter()
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn anchors_skip_common_and_optional_starts() {
+        // Not 等/看/问, which are in most messages: the rare required words at the end.
+        let a = literals("(等|看|问)(一下)?(你|您)?(又|也)(不会死|死不了)");
+        assert!(
+            a.iter().any(|set| set.contains(&"不会死".to_string())),
+            "{a:?}"
+        );
+        assert!(a
+            .iter()
+            .all(|set| set.iter().all(|l| l.chars().count() >= 2)));
+    }
+
+    #[test]
+    fn a_second_anchor_only_when_it_is_a_word() {
+        // 傻 is rare and required; the other required part is one of 你/您, which buys nothing.
+        let a = literals("(你|您)(真)?傻");
+        assert_eq!(a.len(), 1, "{a:?}");
+    }
+
+    #[test]
+    fn anchors_of_a_pattern_without_required_literals() {
+        // Any two ideographs: no literal set small enough for the automaton.
+        assert!(anchors(r"\p{Han}{2}").is_empty());
+    }
+
+    #[test]
+    fn a_match_that_starts_before_its_anchor_is_found() {
+        let lexicon = crate::check::Lexicon::from_sources([(
+            "t.toml".to_string(),
+            r#"
+category = "impatience"
+
+[[rule]]
+id = "impatience.t"
+severity = "warn"
+message = "m"
+suggestions = ["请稍等"]
+source = "common practice"
+patterns = ["(等|看|问)(一下)?(你|您)?(又|也)(不会死|死不了)"]
+examples = ["问一下又不会死"]
+"#
+            .to_string(),
+        )]);
+        let Ok(lexicon) = lexicon else {
+            panic!("{:?}", lexicon.err())
+        };
+        let checker = crate::check::Checker::new(lexicon).unwrap();
+        let f = checker.check("你就等一下你又不会死!");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].matched, "等一下你又不会死");
+        assert!(checker.check("这个问题不会影响您").is_empty());
     }
 }

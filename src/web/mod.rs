@@ -33,6 +33,9 @@ pub struct Web {
     sessions: Arc<Mutex<HashSet<String>>>,
     /// Whether the listener is served over TLS (the cookie is then `Secure`).
     secure: bool,
+    /// Becomes true when the listener shuts down: live event streams end then, instead of holding
+    /// the graceful shutdown open until its timeout.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Web {
@@ -42,6 +45,8 @@ impl Web {
             state,
             sessions: Arc::new(Mutex::new(HashSet::new())),
             secure: false,
+            // Never stopped unless `run` gives it a sender: a router driven by tests has no shutdown.
+            stop: tokio::sync::watch::channel(false).1,
         }
     }
 
@@ -121,9 +126,16 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = app(Web::new(state));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let app = app(Web {
+        stop,
+        ..Web::new(state)
+    });
     if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
         .await
     {
         tracing::error!(error = %e, "admin listener failed");

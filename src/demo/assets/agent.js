@@ -56,12 +56,11 @@
   function refreshItem(conv) {
     const last = [...conv.messages.values()].pop();
     const preview = last ? last.querySelector("[data-liyu-text]").textContent : "新会话";
-    conv.button.replaceChildren(
-      h("span", "conv-name", conv.name),
-      conv.closed ? h("span", "tag", "已结束") : null,
-      conv.unread ? h("span", "unread", String(conv.unread)) : null,
-      h("span", "conv-preview", preview),
-    );
+    const parts = [h("span", "conv-name", conv.name)];
+    if (conv.closed) parts.push(h("span", "tag", "已结束"));
+    if (conv.unread) parts.push(h("span", "unread", String(conv.unread)));
+    parts.push(h("span", "conv-preview", preview));
+    conv.button.replaceChildren(...parts);
     conv.item.classList.toggle("active", conv.id === current);
   }
 

@@ -588,7 +588,7 @@
         if (typeof this.options.onSelectConversation === "function") this.options.onSelectConversation(conversation);
       };
       const banner = h("div", { class: "liyu-banner", role: "alert", data: { liyu: "nudge", conversation } }, [
-        h("span", { class: "liyu-banner-icon", "aria-hidden": "true", text: "⏰" }),
+        h("span", { class: "liyu-banner-icon", "aria-hidden": "true", text: "!" }),
         h("div", { class: "liyu-banner-body" }, [
           h("button", {
             type: "button",

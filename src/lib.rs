@@ -28,13 +28,17 @@
 //! - [`proxy`]: the service around the checker — WebSocket and HTTP proxying, findings frames,
 //!   reloads, graceful shutdown (tokio, hyper, tokio-tungstenite).
 //! - [`store`]: findings storage (SQLite, PostgreSQL) behind a bounded queue and one writer task.
-//! - [`web`]: the admin listener — API, live events, metrics, the dashboard.
+//! - [`web`]: the admin listener — API, live events, metrics, the dashboard, and `liyu-console.js`
+//!   (the agent console component).
+//! - [`demo`]: `liyu demo`'s chat backend (customer page, agent console) and the configuration it
+//!   runs liyu with.
 //! - `lexicons/` (in the repository): the rules, one TOML file per category, compiled into the crate.
 #![deny(missing_docs)]
 
 pub mod check;
 pub mod config;
 pub mod conversation;
+pub mod demo;
 pub mod proxy;
 pub mod store;
 pub mod web;

@@ -29,16 +29,16 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// How long the page may take to show what the server did.
-const PATIENCE: Duration = Duration::from_secs(15);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 
 // ------------------------------------------------------------------------------------------------
 // chromedriver and the browser
 
 /// A temporary folder, removed on drop.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> TempDir {
+    pub(crate) fn new(what: &str) -> TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -59,9 +59,12 @@ impl Drop for TempDir {
 }
 
 /// chromedriver on a free port, killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
+    /// Browser tests take turns: on two cores, two Chromiums at once starve each other's pages
+    /// past the tests' patience.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Driver {
@@ -82,8 +85,10 @@ fn require_browser() {
     }
 }
 
-async fn start_driver() -> Driver {
+pub(crate) async fn start_driver() -> Driver {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     require_browser();
+    let turn = TURN.lock().await;
     for _ in 0..3 {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -102,6 +107,7 @@ async fn start_driver() -> Driver {
                 return Driver {
                     child,
                     url: format!("http://127.0.0.1:{port}"),
+                    _turn: turn,
                 };
             }
             if child.try_wait().unwrap().is_some() {
@@ -116,7 +122,7 @@ async fn start_driver() -> Driver {
 }
 
 /// A fresh headless Chromium session (its own profile folder).
-async fn browser(driver: &Driver, profile: &Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -148,14 +154,14 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
 }
 
 /// Runs `script` in the page and returns its value.
-async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
+pub(crate) async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
     c.execute(script, args)
         .await
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
 
 /// Polls `script` until it returns something other than null/false, or fails with `what`.
-async fn until(c: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
+pub(crate) async fn until(c: &Client, what: &str, script: &str, args: Vec<Value>) -> Value {
     let started = Instant::now();
     loop {
         let v = js(c, script, args.clone()).await;
@@ -170,7 +176,7 @@ async fn until(c: &Client, what: &str, script: &str, args: Vec<Value>) -> Value 
     }
 }
 
-async fn path_of(c: &Client) -> String {
+pub(crate) async fn path_of(c: &Client) -> String {
     let url = c.current_url().await.unwrap();
     match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -178,7 +184,7 @@ async fn path_of(c: &Client) -> String {
     }
 }
 
-async fn wait_for_path(c: &Client, want: &str) {
+pub(crate) async fn wait_for_path(c: &Client, want: &str) {
     let started = Instant::now();
     loop {
         let path = path_of(c).await;
@@ -193,7 +199,7 @@ async fn wait_for_path(c: &Client, want: &str) {
     }
 }
 
-async fn screenshot(c: &Client, name: &str) {
+pub(crate) async fn screenshot(c: &Client, name: &str) {
     // Without the passing notice of the last click.
     let hide = "const t = document.getElementById('toast'); if (t) t.hidden = true;";
     js(c, hide, vec![]).await;

@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod check_cli;
 mod checker;
+mod demo;
 mod proxy;
 mod quality;
 mod store;

@@ -1,6 +1,7 @@
 //! Subcommands of the `liyu` binary.
 
 pub mod check;
+pub mod demo;
 pub mod lexicon;
 pub mod serve;
 

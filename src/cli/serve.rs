@@ -2,17 +2,21 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use liyu::config::Config;
 use liyu::proxy::{self, State};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-/// Logs go to stderr; `RUST_LOG` sets the level (default `info`). No message text is logged at info.
-pub fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` sets the level (default `default`). No message text is logged at
+/// info.
+pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -20,7 +24,7 @@ pub fn init_logging() {
 }
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging("info");
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -34,69 +38,121 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
+        let admin_listen = config.admin_listen;
         let state =
             State::new(config).map_err(|e| anyhow::anyhow!("cannot load the lexicons:\n{e}"))?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            upstream = %state.config.upstream.ws_url(""),
-            mode = ?state.config.mode,
-            rules = state.checker().rules().len(),
-            "liyu proxy listening"
-        );
-        let store = liyu::store::StoreHandle::start(&state.config.store_url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open the findings store {}: {e}", state.config.store_url))?;
-        state.attach_store(store);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin = match state.config.admin_listen {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
+        let admin = match admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("cannot listen on {addr} (admin)"))?;
-                tracing::info!(addr = %listener.local_addr()?, "admin API and dashboard listening");
-                if state.config.admin_tokens.is_empty() {
-                    tracing::warn!("no admin tokens configured: every API call and the dashboard will answer 401");
-                }
-                let mut stop = stop_rx.clone();
-                Some(tokio::spawn(liyu::web::run(listener, state.clone(), async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })))
-            }
+                    .with_context(|| format!("cannot listen on {addr} (admin)"))?,
+            ),
             None => None,
         };
-        let watcher = {
-            let mut stop = stop_rx.clone();
-            tokio::spawn(proxy::watch_lexicons(
-                state.clone(),
-                Duration::from_secs(1),
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-            ))
-        };
-        let hup = tokio::spawn(reload_on_sighup(state.clone()));
-        proxy::run(listener, state.clone(), shutdown_signal()).await;
-        let _ = stop_tx.send(true);
+        let running = start(state.clone(), listener, admin).await?;
+        let hup = tokio::spawn(reload_on_sighup(state));
+        shutdown_signal().await;
         hup.abort();
+        running.stop().await;
+        tracing::info!("liyu stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// liyu's service once its listeners are bound: the findings store, the admin API (when it has a
+/// listener), the lexicon watcher and the proxy. `liyu serve` and `liyu demo` both run exactly this.
+pub struct Running {
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    proxy: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+    watcher: JoinHandle<()>,
+}
+
+/// Opens the store and starts serving on `proxy` (and `admin`).
+pub async fn start(
+    state: Arc<State>,
+    proxy: TcpListener,
+    admin: Option<TcpListener>,
+) -> anyhow::Result<Running> {
+    tracing::info!(
+        addr = %proxy.local_addr()?,
+        upstream = %state.config.upstream.ws_url(""),
+        mode = ?state.config.mode,
+        rules = state.checker().rules().len(),
+        "liyu proxy listening"
+    );
+    let store = liyu::store::StoreHandle::start(&state.config.store_url)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the findings store {}: {e}",
+                state.config.store_url
+            )
+        })?;
+    state.attach_store(store);
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin = match admin {
+        Some(listener) => {
+            tracing::info!(addr = %listener.local_addr()?, "admin API and dashboard listening");
+            if state.config.admin_tokens.is_empty() {
+                tracing::warn!(
+                    "no admin tokens configured: every API call and the dashboard will answer 401"
+                );
+            }
+            Some(tokio::spawn(liyu::web::run(
+                listener,
+                state.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+    let watcher = tokio::spawn(proxy::watch_lexicons(
+        state.clone(),
+        Duration::from_secs(1),
+        stopped(stop_rx.clone()),
+    ));
+    let proxy = tokio::spawn(proxy::run(proxy, state.clone(), stopped(stop_rx)));
+    Ok(Running {
+        state,
+        stop,
+        proxy,
+        admin,
+        watcher,
+    })
+}
+
+impl Running {
+    /// Stops accepting, drains the proxied connections (`drain_timeout`), gives queued findings a
+    /// moment to reach the store, then stops the admin API.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.proxy.await;
         // Findings still queued for the store get a moment to be written.
-        if let Some(store) = state.store() {
+        if let Some(store) = self.state.store() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while store.metrics.queued.load(std::sync::atomic::Ordering::Relaxed) > 0
+            while store
+                .metrics
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        if let Some(admin) = admin {
+        if let Some(admin) = self.admin {
             let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
         }
-        let _ = watcher.await;
-        tracing::info!("liyu stopped");
-        Ok(ExitCode::SUCCESS)
-    })
+        let _ = self.watcher.await;
+    }
 }
 
 /// SIGTERM or Ctrl-C.
@@ -122,7 +178,7 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn reload_on_sighup(state: std::sync::Arc<State>) {
+async fn reload_on_sighup(state: Arc<State>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -403,6 +403,77 @@ fn strip_override(payload: &Value) -> Option<Value> {
     Some(Value::Object(stripped))
 }
 
+/// A console's request to check a draft before it is sent: `{"type": "liyu.check", "id": …,
+/// "text": "…", "conversation": "…"}` as a JSON frame, or the Socket.IO event `liyu.check` with that
+/// object. liyu answers it on the same connection and never forwards it (see [`CheckRequest::answer`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckRequest {
+    /// The console's request id, echoed so it can drop answers to drafts it no longer shows.
+    pub id: Option<Value>,
+    /// The draft.
+    pub text: String,
+    /// The conversation the draft is for, echoed.
+    pub conversation: Option<String>,
+    framing: Framing,
+    namespace: Option<String>,
+}
+
+/// The `type` (json) or event name (Socket.IO) of a draft check.
+pub const CHECK_TYPE: &str = "liyu.check";
+/// The `type` of its answer.
+pub const CHECKED_TYPE: &str = "liyu.checked";
+
+impl CheckRequest {
+    /// The answer frame, in the request's framing: `{"type": "liyu.checked", "id", "conversation",
+    /// "mode", "findings"}`.
+    pub fn answer(&self, mode: &str, findings: &[crate::check::Finding]) -> String {
+        let event = serde_json::json!({
+            "type": CHECKED_TYPE,
+            "id": self.id,
+            "conversation": self.conversation,
+            "mode": mode,
+            "findings": findings,
+        });
+        encode_event_for(self.framing, self.namespace.as_deref(), &event)
+    }
+}
+
+/// Reads a draft-check request, whatever the connection's message specs say: the request is liyu's
+/// own protocol, so it is recognised before [`decode`] and in any framing. Frames that do not
+/// mention `"liyu.check"` are rejected without parsing (this runs on every frame an agent sends).
+pub fn decode_check(frame: &str) -> Option<CheckRequest> {
+    if !frame.contains("\"liyu.check\"") {
+        return None;
+    }
+    let (payload, framing, namespace) = if let Some(v) = parse_json(frame) {
+        if v.get("type").and_then(Value::as_str) != Some(CHECK_TYPE) {
+            return None;
+        }
+        (v, Framing::Json, None)
+    } else {
+        let ev = parse_socketio(frame)?;
+        if ev.args[0].as_str() != Some(CHECK_TYPE) {
+            return None;
+        }
+        let SocketioEvent {
+            namespace, args, ..
+        } = ev;
+        let payload = args.into_iter().nth(1)?;
+        (payload, Framing::Socketio, namespace)
+    };
+    let text = payload.get("text")?.as_str()?.to_owned();
+    Some(CheckRequest {
+        id: payload
+            .get("id")
+            .filter(|v| v.is_string() || v.is_number())
+            .cloned(),
+        text,
+        conversation: payload.get("conversation").and_then(id_string),
+        framing,
+        namespace,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1177,5 +1248,48 @@ mod tests {
         assert!(decode(&specs, &big).is_none());
         let unterminated = format!(r#"{{"text":"{big}"#);
         assert!(decode(&specs, &unterminated).is_none());
+    }
+
+    // ---- draft checks ----
+
+    #[test]
+    fn check_request_json_and_socketio() {
+        let r = decode_check(
+            r#"{"type":"liyu.check","id":3,"text":"有牌子,自己看","conversation":"c1"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id, Some(json!(3)));
+        assert_eq!(r.text, "有牌子,自己看");
+        assert_eq!(r.conversation.as_deref(), Some("c1"));
+        assert_eq!(
+            r.answer("block", &[]),
+            r#"{"type":"liyu.checked","id":3,"conversation":"c1","mode":"block","findings":[]}"#
+        );
+        let r = decode_check(r#"42/agents,7["liyu.check",{"id":"d1","text":"x"}]"#).unwrap();
+        assert_eq!((r.id.clone(), r.text.as_str()), (Some(json!("d1")), "x"));
+        assert_eq!(
+            r.answer("annotate", &[]),
+            r#"42/agents,["liyu.checked",{"type":"liyu.checked","id":"d1","conversation":null,"mode":"annotate","findings":[]}]"#
+        );
+    }
+
+    #[test]
+    fn not_check_requests() {
+        for frame in [
+            r#"{"type":"message","text":"liyu.check"}"#,
+            r#"{"type":"message","text":"\"liyu.check\""}"#,
+            r#"{"type":"liyu.check"}"#,
+            r#"{"type":"liyu.check","text":5}"#,
+            r#"42["chat",{"type":"liyu.check","text":"x"}]"#,
+            r#"42["liyu.check","x"]"#,
+            r#"["liyu.check",{"text":"x"}]"#,
+            "liyu.check",
+            "",
+        ] {
+            assert_eq!(decode_check(frame), None, "{frame}");
+        }
+        // An object id is not echoed (ids are strings or numbers, as message ids are).
+        let r = decode_check(r#"{"type":"liyu.check","id":{"a":1},"text":"x"}"#).unwrap();
+        assert_eq!(r.id, None);
     }
 }

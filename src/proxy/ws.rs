@@ -276,6 +276,25 @@ impl Ctx {
             return Verdict::Forward(msg);
         };
         let state = self.state.clone();
+        if self.client_is_agent() {
+            if let Some(request) = codec::decode_check(text.as_str()) {
+                // A draft, not a message: answered here, never forwarded, nothing recorded.
+                let findings = if state.config.checking {
+                    check(&state, request.text.clone()).await
+                } else {
+                    Vec::new()
+                };
+                let mode = match state.config.mode {
+                    Mode::Annotate => "annotate",
+                    Mode::Block => "block",
+                };
+                let _ = self
+                    .to_client
+                    .send(Message::text(request.answer(mode, &findings)))
+                    .await;
+                return Verdict::Hold;
+            }
+        }
         let Some(decoded) = codec::decode(&state.config.messages, text.as_str()) else {
             return Verdict::Forward(msg);
         };

@@ -161,20 +161,32 @@ fn live_findings(record: &crate::proxy::Record) -> Vec<Value> {
         .collect()
 }
 
+/// Resolves when the listener shuts down; never for a router without a shutdown (its sender is gone).
+async fn shutting_down(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let closed = stop.wait_for(|s| *s).await.is_err();
+    if closed {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// `GET /v1/events`: server-sent events, one `finding` event per new finding.
 pub async fn events(
     AxState(web): AxState<Web>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let rx = web.state.records.subscribe();
     let stream = futures_util::stream::unfold(
-        (rx, Vec::<Value>::new()),
-        |(mut rx, mut pending)| async move {
+        (rx, Vec::<Value>::new(), web.stop.clone()),
+        |(mut rx, mut pending, mut stop)| async move {
             loop {
                 if let Some(v) = pending.pop() {
                     let event = Event::default().event("finding").data(v.to_string());
-                    return Some((Ok(event), (rx, pending)));
+                    return Some((Ok(event), (rx, pending, stop)));
                 }
-                match rx.recv().await {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = shutting_down(&mut stop) => return None,
+                };
+                match next {
                     Ok(record) => {
                         pending = live_findings(&record);
                         pending.reverse();
@@ -182,7 +194,7 @@ pub async fn events(
                     // A slow reader missed some: say so, and carry on with the newest.
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         let event = Event::default().event("lagged").data(n.to_string());
-                        return Some((Ok(event), (rx, pending)));
+                        return Some((Ok(event), (rx, pending, stop)));
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }

@@ -33,6 +33,9 @@ pub struct Web {
     sessions: Arc<Mutex<HashSet<String>>>,
     /// Whether the listener is served over TLS (the cookie is then `Secure`).
     secure: bool,
+    /// Becomes true when the listener shuts down: live event streams end then, instead of holding
+    /// the graceful shutdown open until its timeout.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Web {
@@ -42,6 +45,8 @@ impl Web {
             state,
             sessions: Arc::new(Mutex::new(HashSet::new())),
             secure: false,
+            // Never stopped unless `run` gives it a sender: a router driven by tests has no shutdown.
+            stop: tokio::sync::watch::channel(false).1,
         }
     }
 
@@ -110,6 +115,7 @@ pub fn app(web: Web) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/login", get(page_login).post(login))
         .route("/liyu-console.js", get(asset_console))
+        .route("/liyu-console.css", get(asset_console_css))
         .merge(protected)
         .with_state(web)
 }
@@ -120,9 +126,16 @@ pub async fn run(
     state: Arc<State>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let app = app(Web::new(state));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let app = app(Web {
+        stop,
+        ..Web::new(state)
+    });
     if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
         .await
     {
         tracing::error!(error = %e, "admin listener failed");
@@ -188,8 +201,8 @@ async fn logout(AxState(web): AxState<Web>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// 128 random bits from the OS, hex.
-fn random_id() -> String {
+/// 128 random bits from the OS, hex: session ids, and the token `liyu demo` makes up.
+pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -209,11 +222,14 @@ const INDEX_HTML: &str = include_str!("assets/index.html");
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
-const CONSOLE_JS: &str = "/* liyu-console.js: see the agent console issue */\n";
+/// The agent console component (README "Agent console"): public, like any script a page loads.
+pub const CONSOLE_JS: &str = include_str!("assets/liyu-console.js");
+/// Its styles.
+pub const CONSOLE_CSS: &str = include_str!("assets/liyu-console.css");
 
 /// The login page is self-contained (assets need a session): its one inline style and one inline
 /// script are allowed by hash, nothing else. Editing either changes its hash.
-const LOGIN_CSP: &str = "default-src 'none'; style-src 'sha256-W2fF+oUz14c0ciwbzjsdQWGPnBxzBMycrPPC0xgiwu8='; script-src 'sha256-Le2LizJb+4mGFbehGj9fAVo5nFd6tOHR8EGYquwTCmU='; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const LOGIN_CSP: &str = "default-src 'none'; style-src 'sha256-W2fF+oUz14c0ciwbzjsdQWGPnBxzBMycrPPC0xgiwu8='; script-src 'sha256-/C1/g5Ju6ArKjF8gR65Jtjx5HnD49cdnJ6s96r/W6dU='; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Pages may load only their own scripts and styles; message text can never become markup.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
@@ -254,10 +270,29 @@ async fn asset_css() -> Response {
         .into_response()
 }
 
-async fn asset_console() -> Response {
+/// The console files are loaded by other sites' pages (the integrators' consoles): any origin may
+/// use them, and a console revalidates them so a new liyu's script reaches it.
+fn console_asset(content_type: &'static str, body: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        CONSOLE_JS,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (
+                header::HeaderName::from_static("cross-origin-resource-policy"),
+                "cross-origin",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
     )
         .into_response()
+}
+
+async fn asset_console() -> Response {
+    console_asset("text/javascript; charset=utf-8", CONSOLE_JS)
+}
+
+async fn asset_console_css() -> Response {
+    console_asset("text/css; charset=utf-8", CONSOLE_CSS)
 }

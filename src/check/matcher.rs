@@ -303,6 +303,7 @@ fn anchors(pattern: &str) -> Vec<Anchor> {
 struct Rarity {
     expected: f64,
     shortest: usize,
+    count: usize,
 }
 
 impl Rarity {
@@ -314,6 +315,7 @@ impl Rarity {
                 .map(|l| 20f64.powi(-(chars(l) as i32)))
                 .sum(),
             shortest: literals.iter().map(chars).min().unwrap_or(0),
+            count: literals.len(),
         }
     }
 
@@ -324,7 +326,7 @@ impl Rarity {
     /// Rare enough to be worth a second anchor: words, not single characters, which would fire on
     /// most messages and buy nothing.
     fn selective(&self) -> bool {
-        self.shortest >= 2
+        self.shortest >= 2 && self.count <= 24
     }
 }
 

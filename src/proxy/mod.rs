@@ -237,7 +237,13 @@ impl State {
     /// Builds the shared state: loads the lexicons (an error here stops start-up).
     pub fn new(config: Config) -> Result<Arc<State>, String> {
         let started = std::time::Instant::now();
-        let checker = load_checker(config.lexicons.as_deref())?;
+        // jieba's dictionary takes about as long to load as the lexicon takes to parse and compile,
+        // and depends on nothing: it loads on a thread of its own meanwhile (the checker build waits
+        // for it where it needs it), so start-up costs the longer of the two, not their sum.
+        let dictionary = std::thread::spawn(crate::check::warm_up);
+        let checker = load_checker(config.lexicons.as_deref());
+        let _ = dictionary.join();
+        let checker = checker?;
         let status = LexiconStatus {
             rules: checker.rules().len(),
             source: config

@@ -45,6 +45,25 @@ pub struct Options {
     /// Output of `cargo bench --bench footprint`, folded into the table.
     #[arg(long)]
     pub footprint: Option<PathBuf>,
+    /// Which parts to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "proxy,memory,startup"
+    )]
+    pub parts: Vec<Part>,
+}
+
+/// A part of the suite.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Throughput, latency and CPU per message of every set-up.
+    Proxy,
+    /// RSS per idle session.
+    Memory,
+    /// liyu's start-up time.
+    Startup,
 }
 
 struct Timing {
@@ -111,6 +130,9 @@ struct Startup {
     tcp: Vec<Duration>,
     /// Until a WebSocket through liyu was answered 101 (liyu accepts and serves).
     ws: Vec<Duration>,
+    /// CPU time liyu had used by then (all threads): the start-up's work, whatever the machine's
+    /// load does to the wall-clock figure.
+    cpu: Vec<Duration>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -214,57 +236,64 @@ pub async fn run(opts: Options) -> Result<(), String> {
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| format!("echo printed {echo_addr:?}"))?;
 
-    let mut procs_up = Vec::new();
-    let mut targets = vec![Target {
-        name: "direct",
-        url: format!("ws://127.0.0.1:{echo_port}/chat"),
-        pids: Vec::new(),
-    }];
-    for (name, check) in [("liyu-fwd", false), ("liyu-check", true)] {
-        let (mut p, url) = start_liyu(&opts, &dir, name, echo_port, check)?;
-        wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
-        targets.push(Target {
-            name,
-            url,
-            pids: p.family(),
-        });
-        procs_up.push(p);
-    }
-    if let Some(nginx) = &opts.nginx {
-        let (mut p, url) = start_nginx(nginx, &dir, "nginx", echo_port)?;
-        wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
-        targets.push(Target {
-            name: "nginx",
-            url,
-            pids: p.family(),
-        });
-        procs_up.push(p);
-    }
-
     let mut phases = Vec::new();
-    for &n in &opts.conns {
-        eprintln!("== {n} connections");
-        phases.push(phase(n, &targets, &frames, &timing).await?);
+    if opts.parts.contains(&Part::Proxy) {
+        let mut procs_up = Vec::new();
+        let mut targets = vec![Target {
+            name: "direct",
+            url: format!("ws://127.0.0.1:{echo_port}/chat"),
+            pids: Vec::new(),
+        }];
+        for (name, check) in [("liyu-fwd", false), ("liyu-check", true)] {
+            let (mut p, url) = start_liyu(&opts, &dir, name, echo_port, check)?;
+            wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
+            targets.push(Target {
+                name,
+                url,
+                pids: p.family(),
+            });
+            procs_up.push(p);
+        }
+        if let Some(nginx) = &opts.nginx {
+            let (mut p, url) = start_nginx(nginx, &dir, "nginx", echo_port)?;
+            wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
+            targets.push(Target {
+                name: "nginx",
+                url,
+                pids: p.family(),
+            });
+            procs_up.push(p);
+        }
+        for &n in &opts.conns {
+            eprintln!("== {n} connections");
+            phases.push(phase(n, &targets, &frames, &timing).await?);
+        }
     }
-    drop(procs_up);
 
-    eprintln!("== idle memory, {sessions} sessions");
     let mut memory = Vec::new();
-    for (name, check) in [("liyu-check", true), ("liyu-fwd", false)] {
-        let (mut p, url) = start_liyu(&opts, &dir, &format!("{name}-mem"), echo_port, check)?;
-        wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
-        let m = idle_memory(name, &url, &p.family(), sessions, &frames).await?;
-        memory.push(m);
-    }
-    if let Some(nginx) = &opts.nginx {
-        let (mut p, url) = start_nginx(nginx, &dir, "nginx-mem", echo_port)?;
-        wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
-        let m = idle_memory("nginx", &url, &p.family(), sessions, &frames).await?;
-        memory.push(m);
+    if opts.parts.contains(&Part::Memory) {
+        eprintln!("== idle memory, {sessions} sessions");
+        for (name, check) in [("liyu-check", true), ("liyu-fwd", false)] {
+            let (mut p, url) = start_liyu(&opts, &dir, &format!("{name}-mem"), echo_port, check)?;
+            wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
+            memory.push(idle_memory(name, &url, &p.family(), sessions, &frames).await?);
+        }
+        if let Some(nginx) = &opts.nginx {
+            let (mut p, url) = start_nginx(nginx, &dir, "nginx-mem", echo_port)?;
+            wait_ready(&mut p, &url, Duration::from_secs(30)).await?;
+            memory.push(idle_memory("nginx", &url, &p.family(), sessions, &frames).await?);
+        }
     }
 
-    eprintln!("== start-up");
-    let startup = startup(&opts, &dir, echo_port, timing.startup_runs).await?;
+    let mut startup_times = Startup {
+        tcp: Vec::new(),
+        ws: Vec::new(),
+        cpu: Vec::new(),
+    };
+    if opts.parts.contains(&Part::Startup) {
+        eprintln!("== start-up");
+        startup_times = startup(&opts, &dir, echo_port, timing.startup_runs).await?;
+    }
     drop(echo);
 
     let report = Report {
@@ -273,7 +302,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         fd_bound: (sessions < wanted).then_some(nofile),
         phases,
         memory,
-        startup,
+        startup: startup_times,
         checker: opts.checker.as_deref().map(read_or_empty),
         footprint: opts.footprint.as_deref().map(read_or_empty),
     };
@@ -439,6 +468,7 @@ async fn startup(
     let mut s = Startup {
         tcp: Vec::new(),
         ws: Vec::new(),
+        cpu: Vec::new(),
     };
     for i in 0..runs {
         // A new store file each time: the first start of a deployment, schema creation included.
@@ -464,6 +494,10 @@ async fn startup(
                     .is_ok()
                 {
                     s.ws.push(started.elapsed());
+                    let ticks = procs::cpu_ticks(&[proc.pid()]);
+                    s.cpu.push(Duration::from_secs_f64(
+                        ticks as f64 * procs::us_per_tick() / 1e6,
+                    ));
                     break;
                 }
             }
@@ -681,11 +715,12 @@ impl Report {
             push(
                 &mut o,
                 format!(
-                    "| `liyu serve` start-up to first accepted connection (WebSocket answered) | {:.0} ms median, {:.0} ms max of {} (port bound at {:.0} ms) | < 500 ms | {} |",
+                    "| `liyu serve` start-up to first accepted connection (WebSocket answered) | {:.0} ms median, {:.0} ms max of {} (port bound at {:.0} ms; {:.0} ms of CPU) | < 500 ms | {} |",
                     ms(med),
                     ms(max),
                     self.startup.ws.len(),
                     ms(median_d(&self.startup.tcp)),
+                    ms(median_d(&self.startup.cpu)),
                     verdict(med < Duration::from_millis(500))
                 ),
             );

@@ -532,9 +532,27 @@ fn machine() -> String {
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}, load average at start {load}",
-        kernel.trim()
+        "{model}, {cores} cores, {mem_gib:.0} GiB, Linux {}, load average at start {load}; benchmarks run {}",
+        kernel.trim(),
+        priority()
     )
+}
+
+/// The scheduling the benchmarks ran with (inherited by every process they start).
+fn priority() -> String {
+    // SAFETY: both calls only read this process's scheduling attributes.
+    let (policy, nice) = unsafe {
+        (
+            libc::sched_getscheduler(0),
+            libc::getpriority(libc::PRIO_PROCESS, 0),
+        )
+    };
+    match policy {
+        libc::SCHED_FIFO => "at real-time priority (SCHED_FIFO)".into(),
+        libc::SCHED_RR => "at real-time priority (SCHED_RR)".into(),
+        _ if nice != 0 => format!("at nice {nice}"),
+        _ => "at ordinary priority".into(),
+    }
 }
 
 /// The checker bench's summary rows (benches/checker.rs): corpus → (liyu, raw, naive) ns/message.

@@ -835,11 +835,11 @@ impl Report {
 
         // Details.
         push(&mut o, String::new());
-        push(&mut o, "Proxy, per set-up: saturation in closed loop (median of rounds); latency in open loop at the phase's rate, round trip through the set-up to the echo upstream and back; *added* = minus direct at the same percentile. CPU-µs per message: the proxy process(es), per message echoed (the message through the proxy and its echo back).\n".into());
-        push(&mut o, "| conns | set-up | msgs/s at saturation | proxy CPU-µs/msg | open-loop rate | p50 µs | p99 µs | p99.9 µs | added p50 / p99 / p99.9 µs |".into());
+        push(&mut o, "Proxy, per set-up: saturation in closed loop (median of rounds); latency in open loop at the phase's rate (half the slowest set-up's saturation), round trip through the set-up to the echo upstream and back; *added* = minus direct at the same percentile. CPU-µs per message: the proxy process(es), per message echoed (the message through the proxy and its echo back), at saturation and in the open loop.\n".into());
+        push(&mut o, "| conns | set-up | msgs/s at saturation | proxy CPU-µs/msg | open-loop rate | proxy CPU-µs/msg | p50 µs | p99 µs | p99.9 µs | added p50 / p99 / p99.9 µs |".into());
         push(
             &mut o,
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|".into(),
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|".into(),
         );
         for p in &self.phases {
             let direct = self.row(p, "direct").and_then(|r| r.open.as_ref());
@@ -862,12 +862,13 @@ impl Report {
                 push(
                     &mut o,
                     format!(
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         p.conns,
                         r.target,
                         thousands(r.per_sec()),
                         r.cpu_per_msg().map_or("–".into(), |c| format!("{c:.1}")),
                         thousands(p.rate),
+                        f(r.open.as_ref().and_then(RunResult::cpu_per_msg)),
                         f(q(0.5)),
                         f(q(0.99)),
                         f(q(0.999)),

@@ -532,8 +532,8 @@ async fn relay(
     };
     let mut up_stop = stop.clone();
     let upstream_reader = async move {
-        // One timer for the whole connection, pushed back on every frame (cheap: tokio only moves
-        // a pushed-back deadline in its wheel when the old one fires).
+        // One timer for this direction, pushed back on every frame (cheap: tokio only moves a
+        // pushed-back deadline in its wheel when the old one fires).
         let idle_timer = tokio::time::sleep(idle);
         tokio::pin!(idle_timer);
         let stopping = super::stopped(&mut up_stop);

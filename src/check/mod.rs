@@ -28,6 +28,9 @@ pub use lexicon::{Lexicon, LexiconError, Location, Problem, Rule};
 pub use privacy::mask_numbers;
 
 use matcher::Matcher;
+/// Loads jieba's dictionary now (once per process), for a service that overlaps it with other
+/// start-up work.
+pub(crate) use segment::warm_up;
 
 /// What kind of norm a finding breaks. The names are used on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -150,9 +150,18 @@ struct Registry {
 
 impl Registry {
     fn add(map: &mut HashMap<String, Vec<AgentConn>>, key: &str, conn: &AgentConn) {
-        let list = map.entry(key.to_string()).or_default();
+        // Called for every chat frame, and nearly always for a connection already registered under
+        // this key: look it up without allocating the key, and leave an unchanged entry alone.
+        let Some(list) = map.get_mut(key) else {
+            map.insert(key.to_string(), vec![conn.clone()]);
+            return;
+        };
         match list.iter_mut().find(|c| c.id == conn.id) {
-            Some(c) => *c = conn.clone(),
+            Some(c) => {
+                if c.framing != conn.framing || c.namespace != conn.namespace {
+                    *c = conn.clone();
+                }
+            }
             None => list.push(conn.clone()),
         }
     }
@@ -228,7 +237,13 @@ impl State {
     /// Builds the shared state: loads the lexicons (an error here stops start-up).
     pub fn new(config: Config) -> Result<Arc<State>, String> {
         let started = std::time::Instant::now();
-        let checker = load_checker(config.lexicons.as_deref())?;
+        // jieba's dictionary takes about as long to load as the lexicon takes to parse and compile,
+        // and depends on nothing: it loads on a thread of its own meanwhile (the checker build waits
+        // for it where it needs it), so start-up costs the longer of the two, not their sum.
+        let dictionary = std::thread::spawn(crate::check::warm_up);
+        let checker = load_checker(config.lexicons.as_deref());
+        let _ = dictionary.join();
+        let checker = checker?;
         let status = LexiconStatus {
             rules: checker.rules().len(),
             source: config
@@ -450,8 +465,18 @@ impl State {
         self.metrics
             .customer_messages
             .fetch_add(1, Ordering::Relaxed);
-        self.conversations().customer_message(conversation, now);
-        self.clock_changed.notify_one();
+        // The clock task sleeps until the earliest deadline; it needs waking only when this message
+        // set an earlier one (a wake per customer message would cost a task switch each).
+        let earlier = {
+            let mut convs = self.conversations();
+            let before = convs.next_deadline();
+            convs.customer_message(conversation, now);
+            let after = convs.next_deadline();
+            before.is_none_or(|b| after.is_some_and(|a| a < b))
+        };
+        if earlier {
+            self.clock_changed.notify_one();
+        }
         self.remember(conversation, "customer", text);
     }
 

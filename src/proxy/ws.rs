@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -36,10 +36,17 @@ const CLIENT_QUEUE: usize = 64;
 
 /// Buffer sizes: tungstenite's defaults (128 KiB read, 128 KiB write) would cost half a megabyte per
 /// idle proxied connection; chat frames are small, and larger messages still arrive whole.
+///
+/// Writes are fed and then flushed once (see [`relay`]): frames queue in the write buffer until it
+/// holds `write_buffer_size` bytes, so a burst goes out in one system call. The buffer keeps its
+/// capacity once grown, so it is sized like the read buffer: a burst of chat frames fits, and an idle
+/// connection that once had one holds at most a few KiB. A peer that does not read makes writing
+/// wait (tokio-tungstenite flushes before it takes the next frame), so the buffer stays near
+/// `write_buffer_size` plus one message; `max_write_buffer_size` is the hard cap.
 fn ws_config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(4 * 1024)
         .max_write_buffer_size(max_message.saturating_mul(2).max(64 * 1024))
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
@@ -468,6 +475,11 @@ type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 type UpstreamWs = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Relays frames between `client` and `upstream` until both are done.
+///
+/// One task per connection: the two readers and the writer to the client are futures polled by the
+/// same task, so a frame passed from the upstream reader to the writer wakes nothing but this task
+/// (a writer task of its own would cost a cross-thread wake-up per frame). Each reader takes every
+/// frame already received before it flushes, so a burst goes out in one write.
 async fn relay(
     client: ClientWs,
     upstream: UpstreamWs,
@@ -503,7 +515,7 @@ async fn relay(
     }
 
     // Writer to the client: drains the queue. Batches what is ready into one flush.
-    let writer = tokio::spawn(async move {
+    let writer = async move {
         while let Some(first) = client_queue.recv().await {
             let is_close = matches!(first, Message::Close(_));
             if client_tx.feed(first).await.is_err() {
@@ -526,7 +538,7 @@ async fn relay(
             }
         }
         let _ = client_tx.close().await;
-    });
+    };
 
     // Upstream → client.
     let up_state = state.clone();
@@ -539,16 +551,25 @@ async fn relay(
     };
     let mut up_stop = stop.clone();
     let upstream_reader = async move {
+        // One timer for this direction, pushed back on every frame (cheap: tokio only moves a
+        // pushed-back deadline in its wheel when the old one fires).
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let stopping = super::stopped(&mut up_stop);
+        tokio::pin!(stopping);
         loop {
             let next = tokio::select! {
-                m = tokio::time::timeout(idle, up_rx.next()) => m,
-                _ = super::stopped(&mut up_stop) => return End::Stopped(CloseCode::Away, "liyu is shutting down"),
+                m = up_rx.next() => m,
+                _ = &mut idle_timer => return End::Stopped(CloseCode::Away, "idle timeout"),
+                _ = &mut stopping => return End::Stopped(CloseCode::Away, "liyu is shutting down"),
             };
+            idle_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + idle);
             let msg = match next {
-                Err(_) => return End::Stopped(CloseCode::Away, "idle timeout"),
-                Ok(None) => return End::Gone,
-                Ok(Some(Err(e))) => return classify(&e),
-                Ok(Some(Ok(m))) => m,
+                None => return End::Gone,
+                Some(Err(e)) => return classify(&e),
+                Some(Ok(m)) => m,
             };
             up_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
             let closing = matches!(msg, Message::Close(_));
@@ -576,92 +597,122 @@ async fn relay(
     // Client → upstream.
     let client_state = state.clone();
     let client_reader = async move {
+        let idle_timer = tokio::time::sleep(idle);
+        tokio::pin!(idle_timer);
+        let stopping = super::stopped(&mut stop);
+        tokio::pin!(stopping);
         loop {
-            let next = tokio::select! {
-                m = tokio::time::timeout(idle, client_rx.next()) => m,
-                _ = super::stopped(&mut stop) => return (End::Stopped(CloseCode::Away, "liyu is shutting down"), up_tx),
+            let mut next = tokio::select! {
+                m = client_rx.next() => m,
+                _ = &mut idle_timer => return (End::Stopped(CloseCode::Away, "idle timeout"), up_tx),
+                _ = &mut stopping => return (End::Stopped(CloseCode::Away, "liyu is shutting down"), up_tx),
             };
-            let msg = match next {
-                Err(_) => return (End::Stopped(CloseCode::Away, "idle timeout"), up_tx),
-                Ok(None) => return (End::Gone, up_tx),
-                Ok(Some(Err(e))) => return (classify(&e), up_tx),
-                Ok(Some(Ok(m))) => m,
-            };
-            client_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
-            let closing = matches!(msg, Message::Close(_));
-            let out = if agent_is_client {
-                match ctx.agent_frame(msg).await {
-                    Verdict::Forward(m) => Some(m),
-                    Verdict::Hold => None,
+            idle_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + idle);
+            // This frame and every one already received, then one flush.
+            loop {
+                let msg = match next {
+                    None => return (End::Gone, up_tx),
+                    Some(Err(e)) => return (classify(&e), up_tx),
+                    Some(Ok(m)) => m,
+                };
+                client_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
+                let closing = matches!(msg, Message::Close(_));
+                let out = if agent_is_client {
+                    match ctx.agent_frame(msg).await {
+                        Verdict::Forward(m) => Some(m),
+                        Verdict::Hold => None,
+                    }
+                } else {
+                    ctx.customer_frame(&msg);
+                    Some(msg)
+                };
+                if let Some(m) = out {
+                    if up_tx.feed(m).await.is_err() {
+                        return (End::PeerGone, up_tx);
+                    }
                 }
-            } else {
-                ctx.customer_frame(&msg);
-                Some(msg)
-            };
-            if let Some(m) = out {
-                if up_tx.send(m).await.is_err() {
-                    return (End::PeerGone, up_tx);
+                if closing {
+                    let _ = up_tx.flush().await;
+                    return (End::Closed, up_tx);
+                }
+                match client_rx.next().now_or_never() {
+                    Some(n) => next = n,
+                    None => break,
                 }
             }
-            if closing {
-                return (End::Closed, up_tx);
+            if up_tx.flush().await.is_err() {
+                return (End::PeerGone, up_tx);
             }
         }
     };
 
-    let mut upstream_reader = Box::pin(upstream_reader);
-    let mut client_reader = Box::pin(client_reader);
-    // Whichever side ends first decides what the other side is told.
-    tokio::select! {
-        end = &mut upstream_reader => {
-            let stopped = match end {
-                End::Closed => None,
-                End::Violation(code, why) => {
-                    let _ = to_client.send(close(code, why)).await;
-                    None
+    let relayed = async move {
+        let mut upstream_reader = Box::pin(upstream_reader);
+        let mut client_reader = Box::pin(client_reader);
+        // Whichever side ends first decides what the other side is told.
+        tokio::select! {
+            end = &mut upstream_reader => {
+                let stopped = match end {
+                    End::Closed => None,
+                    End::Violation(code, why) => {
+                        let _ = to_client.send(close(code, why)).await;
+                        None
+                    }
+                    End::Stopped(code, why) => {
+                        let _ = to_client.send(close(code, why)).await;
+                        Some((code, why))
+                    }
+                    End::Gone | End::PeerGone => {
+                        let _ = to_client.send(close(CloseCode::Error, "upstream connection lost")).await;
+                        None
+                    }
+                };
+                // Give the client a moment to answer the close, then stop reading it. On shutdown the
+                // upstream is told too (the client reader stops at the same signal).
+                if let Ok((_, mut up_tx)) = tokio::time::timeout(Duration::from_secs(2), &mut client_reader).await {
+                    if let Some((code, why)) = stopped {
+                        let _ = up_tx.send(close(code, why)).await;
+                    }
+                    let _ = up_tx.close().await;
                 }
-                End::Stopped(code, why) => {
-                    let _ = to_client.send(close(code, why)).await;
-                    Some((code, why))
-                }
-                End::Gone | End::PeerGone => {
-                    let _ = to_client.send(close(CloseCode::Error, "upstream connection lost")).await;
-                    None
-                }
-            };
-            // Give the client a moment to answer the close, then stop reading it. On shutdown the
-            // upstream is told too (the client reader stops at the same signal).
-            if let Ok((_, mut up_tx)) = tokio::time::timeout(Duration::from_secs(2), &mut client_reader).await {
-                if let Some((code, why)) = stopped {
-                    let _ = up_tx.send(close(code, why)).await;
+            }
+            (end, mut up_tx) = &mut client_reader => {
+                match end {
+                    End::Closed | End::PeerGone => {}
+                    End::Violation(code, why) => {
+                        let _ = to_client.send(close(code, why)).await;
+                        let _ = up_tx.send(close(CloseCode::Away, "client connection closed")).await;
+                    }
+                    End::Stopped(code, why) => {
+                        let _ = to_client.send(close(code, why)).await;
+                        let _ = up_tx.send(close(code, why)).await;
+                    }
+                    End::Gone => {
+                        let _ = up_tx.send(close(CloseCode::Away, "client connection lost")).await;
+                    }
                 }
                 let _ = up_tx.close().await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), &mut upstream_reader).await;
             }
         }
-        (end, mut up_tx) = &mut client_reader => {
-            match end {
-                End::Closed | End::PeerGone => {}
-                End::Violation(code, why) => {
-                    let _ = to_client.send(close(code, why)).await;
-                    let _ = up_tx.send(close(CloseCode::Away, "client connection closed")).await;
-                }
-                End::Stopped(code, why) => {
-                    let _ = to_client.send(close(code, why)).await;
-                    let _ = up_tx.send(close(code, why)).await;
-                }
-                End::Gone => {
-                    let _ = up_tx.send(close(CloseCode::Away, "client connection lost")).await;
-                }
-            }
-            let _ = up_tx.close().await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut upstream_reader).await;
+        // Every sender of the client queue must go for the writer to finish: the registry's, the
+        // readers' and ours.
+        state.registry().remove(id);
+        drop(upstream_reader);
+        drop(client_reader);
+        drop(to_client);
+    };
+
+    tokio::pin!(writer);
+    tokio::pin!(relayed);
+    tokio::select! {
+        () = &mut relayed => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
         }
+        // The client cannot be written to any more: the readers still run to their end (they
+        // notice the closed queue or the closed sockets).
+        () = &mut writer => relayed.await,
     }
-    // Every sender of the client queue must go for the writer to finish: the registry's, the
-    // readers' and ours.
-    state.registry().remove(id);
-    drop(upstream_reader);
-    drop(client_reader);
-    drop(to_client);
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }

@@ -271,6 +271,9 @@ pub const QUEUE: usize = 10_000;
 /// Events written per transaction at most.
 const BATCH: usize = 500;
 
+/// How long the writer waits for more events after the first before it commits a batch.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
 impl StoreHandle {
     /// Opens the store at `url` and starts its writer task (on the current tokio runtime).
     pub async fn start(url: &str) -> Result<StoreHandle, StoreError> {
@@ -352,10 +355,15 @@ async fn writer_task(
                 Some(e) => batch.push(e),
                 None => return,
             }
+            // Linger a moment for more: a commit costs the same for one event as for hundreds,
+            // and at a moderate message rate the queue holds only a few when the writer wakes
+            // (measured through the proxy: 220 → 119–137 CPU-µs per checked message at 4,000
+            // msg/s). Findings reach the dashboard at most this much later.
+            let linger = tokio::time::Instant::now() + BATCH_LINGER;
             while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
+                match tokio::time::timeout_at(linger, rx.recv()).await {
+                    Ok(Some(e)) => batch.push(e),
+                    Ok(None) | Err(_) => break,
                 }
             }
             metrics

@@ -27,7 +27,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::codec::{self, Decoded, Kind};
 use super::http::{full, Body};
-use super::{now_ms, peer_ip, Action, AgentConn, Record, Registry, State};
+use super::{now_ms, peer_ip, Action, AgentConn, Record, Registry, Slot, State};
 use crate::check::{Finding, Severity};
 use crate::config::{AgentSide, Mode, Source};
 
@@ -81,6 +81,7 @@ pub async fn upgrade(
     peer: SocketAddr,
     state: Arc<State>,
     stop: watch::Receiver<bool>,
+    slot: Slot,
 ) -> Response<Body> {
     let config = &state.config;
     if !config.origins.is_empty() {
@@ -180,6 +181,8 @@ pub async fn upgrade(
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
     }
     tokio::spawn(async move {
+        // The relay holds the connection's place until it ends.
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

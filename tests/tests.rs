@@ -16,5 +16,6 @@ mod process;
 mod props;
 mod proxy;
 mod quality;
+mod security;
 mod store;
 mod thirdparty;

@@ -17,5 +17,6 @@ mod props;
 mod proxy;
 mod quality;
 mod security;
+mod soak;
 mod store;
 mod thirdparty;

@@ -123,6 +123,9 @@ pub struct Config {
     pub max_connections: usize,
     /// A proxied connection with no frame either way for this long is closed.
     pub idle_timeout: Duration,
+    /// A peer that takes none of the frames waiting for it for this long is given up on (the
+    /// client closed with 1008 when it is the one not reading, with 1011 when the upstream is).
+    pub write_timeout: Duration,
     /// On SIGTERM, connections get this long to finish after close 1001.
     pub drain_timeout: Duration,
     /// Allowed `Origin` values for proxied WebSockets; empty allows any (drop-in default).
@@ -260,6 +263,7 @@ struct ProxyFile {
     max_message_bytes: Option<usize>,
     max_connections: Option<usize>,
     idle_timeout: Option<Spanned<String>>,
+    write_timeout: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
     #[serde(default)]
     origins: Vec<String>,
@@ -419,6 +423,7 @@ impl Config {
         let connect_timeout =
             duration(&proxy.connect_timeout, Duration::from_secs(5), &mut problem);
         let idle_timeout = duration(&proxy.idle_timeout, Duration::from_secs(600), &mut problem);
+        let write_timeout = duration(&proxy.write_timeout, Duration::from_secs(30), &mut problem);
         let drain_timeout = duration(&proxy.drain_timeout, Duration::from_secs(10), &mut problem);
 
         let defaults = crate::conversation::Settings::default();
@@ -592,6 +597,7 @@ impl Config {
             max_message_bytes: proxy.max_message_bytes.unwrap_or(1 << 20),
             max_connections: proxy.max_connections.unwrap_or(10_000),
             idle_timeout,
+            write_timeout,
             drain_timeout,
             origins: proxy.origins,
             agent_id,

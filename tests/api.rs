@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::harness::{temp_sqlite, Proxy, Upstream, JSON_CHAT, TOKEN};
 
 /// A minimal HTTP/1.1 client: (status, headers, body).
-async fn call(
+pub(crate) async fn call(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,

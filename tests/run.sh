@@ -2,9 +2,21 @@
 # Runs every test liyu has, on a fresh machine with only the Rust toolchain: whatever else the tests
 # need is installed here when it is missing.
 #
-#   tests/run.sh            the normal suite (formatting, lints, unit and integration tests)
+#   tests/run.sh              the normal suite (formatting, lints, unit and integration tests, a
+#                             30-second soak): well under 20 minutes
+#   tests/run.sh --extended   the normal suite, then the long tests: the 10-minute soak (2,000
+#                             messages/s over 500 connections) and each fuzz target for a bounded
+#                             time (LIYU_FUZZ_SECS, default 120 s a target). LIYU_EXTENDED=1 does the same.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+extended=${LIYU_EXTENDED:-0}
+for arg in "$@"; do
+    case $arg in
+        --extended) extended=1 ;;
+        *) echo "usage: tests/run.sh [--extended]" >&2; exit 2 ;;
+    esac
+done
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
@@ -83,4 +95,30 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --release --quiet
+# The soak measures liyu under a steady load, so it runs on its own, after the rest.
+cargo test --release --quiet -- --skip soak::
+echo "== soak (LIYU_SOAK_SECS=${LIYU_SOAK_SECS:-30})"
+cargo test --release --quiet --test integration soak:: -- --nocapture
+
+if [ "$extended" = 1 ]; then
+    echo "== extended: 10-minute soak"
+    LIYU_SOAK_SECS=${LIYU_LONG_SOAK_SECS:-600} cargo test --release --quiet --test integration soak:: -- --nocapture
+
+    # cargo-fuzz on the stable toolchain: `-s none`, since AddressSanitizer needs nightly's
+    # -Zsanitizer; libFuzzer's coverage instrumentation works on stable. See fuzz/Cargo.toml.
+    need cargo-fuzz || cargo install --locked cargo-fuzz
+    fuzz_secs=${LIYU_FUZZ_SECS:-120}
+    for target in checker codec config lexicon; do
+        echo "== extended: fuzzing $target for ${fuzz_secs}s"
+        mkdir -p "fuzz/corpus/$target"
+        # -timeout: one input taking over 10 s is a hang and fails the run, like a crash.
+        log="fuzz/corpus/$target.log"
+        if ! cargo fuzz run -s none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+            -max_total_time="$fuzz_secs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+            tail -n 60 "$log" >&2
+            echo "fuzzing $target failed: the input is in fuzz/artifacts/$target (copy it to fuzz/seeds/$target)" >&2
+            exit 1
+        fi
+        grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb' "$log" || true
+    done
+fi

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::{now_ms, peer_ip, ws, Action, Record, State};
+use super::{now_ms, peer_ip, ws, Action, Record, Slot, State};
 use crate::check::Severity;
 use crate::config::{id_at, Mode, Route, Source};
 
@@ -75,6 +75,7 @@ pub async fn serve_connection(
     peer: SocketAddr,
     state: Arc<State>,
     mut stop: watch::Receiver<bool>,
+    slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
     let service_state = state.clone();
@@ -82,9 +83,10 @@ pub async fn serve_connection(
     let service = service_fn(move |req: Request<Incoming>| {
         let state = service_state.clone();
         let stop = service_stop.clone();
+        let slot = slot.clone();
         async move {
             let resp = if ws::is_upgrade(&req) {
-                ws::upgrade(req, peer, state, stop).await
+                ws::upgrade(req, peer, state, stop, slot).await
             } else {
                 forward(req, peer, state).await
             };

@@ -515,8 +515,15 @@ fn mask_record(mut record: Record) -> Record {
     record
 }
 
+/// A place among `max_connections`, held by a connection's task and, once it is upgraded, by its
+/// WebSocket relay too: the place is free when both are done.
+pub(crate) type Slot = Arc<tokio::sync::OwnedSemaphorePermit>;
+
 /// Serves the proxy on `listener` until `shutdown` completes, then drains: every connection is sent
 /// close 1001 both ways and given `drain_timeout` to finish.
+///
+/// A WebSocket outlives the HTTP connection it was upgraded from, so the drain waits for every
+/// place of `max_connections` to be given back, not just for the connection tasks.
 pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let limit = Arc::new(Semaphore::new(state.config.max_connections));
@@ -546,8 +553,7 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
         let state = state.clone();
         let stop = stop_rx.clone();
         tasks.spawn(async move {
-            let _permit = permit;
-            http::serve_connection(stream, peer, state, stop).await;
+            http::serve_connection(stream, peer, state, stop, Arc::new(permit)).await;
         });
         // Reap finished connections so the set does not grow with churn.
         while tasks.try_join_next().is_some() {}
@@ -555,7 +561,12 @@ pub async fn run(listener: TcpListener, state: Arc<State>, shutdown: impl Future
     drop(listener);
     let _ = stop_tx.send(true);
     let drain = state.config.drain_timeout;
-    let _ = tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+    let all = u32::try_from(state.config.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(drain, async {
+        while tasks.join_next().await.is_some() {}
+        let _ = limit.acquire_many(all).await;
+    })
+    .await;
     tasks.abort_all();
     timers.abort();
 }

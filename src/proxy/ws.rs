@@ -4,7 +4,8 @@
 //! …) reaches the client with the upstream's status, and an unreachable upstream gets 502. Then two
 //! loops relay frames: client → upstream and upstream → client. Everything written to the client goes
 //! through one bounded queue (relayed frames, findings, nudges), so frames keep their order and a
-//! client that stops reading holds back the upstream instead of growing memory.
+//! client that stops reading holds back the upstream instead of growing memory; one that takes
+//! nothing for `write_timeout` is closed (1008); see `relay`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -27,7 +28,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::codec::{self, Decoded, Kind};
 use super::http::{full, Body};
-use super::{now_ms, peer_ip, Action, AgentConn, Record, Registry, State};
+use super::{now_ms, peer_ip, Action, AgentConn, Record, Registry, Slot, State};
 use crate::check::{Finding, Severity};
 use crate::config::{AgentSide, Mode, Source};
 
@@ -88,6 +89,7 @@ pub async fn upgrade(
     peer: SocketAddr,
     state: Arc<State>,
     stop: watch::Receiver<bool>,
+    slot: Slot,
 ) -> Response<Body> {
     let config = &state.config;
     if !config.origins.is_empty() {
@@ -187,6 +189,8 @@ pub async fn upgrade(
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, p.clone());
     }
     tokio::spawn(async move {
+        // The relay holds the connection's place until it ends.
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -233,6 +237,19 @@ fn status(code: StatusCode, why: &'static str) -> Response<Body> {
     let mut r = Response::new(full(Bytes::from_static(why.as_bytes())));
     *r.status_mut() = code;
     r
+}
+
+/// Reads `rx` until a close frame or its end.
+async fn until_closed<S>(rx: Option<S>)
+where
+    S: futures_util::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    let Some(mut rx) = rx else { return };
+    while let Some(Ok(m)) = rx.next().await {
+        if m.is_close() {
+            return;
+        }
+    }
 }
 
 /// How a relay ended, for the close frames sent to whichever side is still open.
@@ -452,20 +469,38 @@ enum End {
     Gone,
     /// A protocol violation: close with this code.
     Violation(CloseCode, &'static str),
-    /// The other side can no longer be written to.
+    /// The other side can no longer be written to (its connection is gone, or it stopped reading
+    /// and was given up on).
     PeerGone,
+    /// The other side took no frame for `write_timeout`: close the reading side with this code.
+    PeerStalled(CloseCode, &'static str),
     /// Shutdown or idle timeout.
     Stopped(CloseCode, &'static str),
+    /// The relay is ending for a reason the other direction found.
+    Halted,
+}
+
+impl End {
+    fn idle() -> End {
+        End::Stopped(CloseCode::Away, "idle timeout")
+    }
+
+    fn shutdown() -> End {
+        End::Stopped(CloseCode::Away, "liyu is shutting down")
+    }
 }
 
 fn classify(e: &tungstenite::Error) -> End {
-    use tungstenite::error::CapacityError;
+    use tungstenite::error::{CapacityError, ProtocolError};
     match e {
         tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => {
             End::Violation(CloseCode::Size, "message too big")
         }
         tungstenite::Error::Capacity(_) => End::Violation(CloseCode::Size, "frame too big"),
         tungstenite::Error::Utf8(_) => End::Violation(CloseCode::Invalid, "invalid UTF-8"),
+        // The connection ended without a close frame: the peer is gone (a crash, a dropped
+        // network), not speaking the protocol wrong; the other side is told so (1001 or 1011).
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone,
         tungstenite::Error::Protocol(_) => End::Violation(CloseCode::Protocol, "protocol error"),
         _ => End::Gone,
     }
@@ -474,12 +509,56 @@ fn classify(e: &tungstenite::Error) -> End {
 type ClientWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 type UpstreamWs = WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// When a frame last went either way, for the idle timeout: a console that only listens while the
+/// chat server talks is not idle.
+struct Activity {
+    start: tokio::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When the connection becomes idle if nothing goes either way before then.
+    fn deadline(&self, idle: Duration) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    }
+
+    /// Waits until the connection has been idle for `idle` in both directions.
+    async fn idle(&self, idle: Duration) {
+        loop {
+            let at = self.deadline(idle);
+            if at <= tokio::time::Instant::now() {
+                return;
+            }
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// How long liyu waits to hand over the close frames at the end of a relay: a peer that does not
+/// take them by then is dropped without one.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// Relays frames between `client` and `upstream` until both are done.
 ///
-/// One task per connection: the two readers and the writer to the client are futures polled by the
-/// same task, so a frame passed from the upstream reader to the writer wakes nothing but this task
-/// (a writer task of its own would cost a cross-thread wake-up per frame). Each reader takes every
-/// frame already received before it flushes, so a burst goes out in one write.
+/// Back-pressure, both ways: frames wait in a queue of [`CLIENT_QUEUE`] frames (towards the client)
+/// or in the socket (towards the upstream), and while they wait liyu reads nothing more from the
+/// sending side, so a peer that does not read slows its sender down instead of growing liyu's
+/// memory. A peer that takes nothing for `write_timeout` is given up on: a client that stopped
+/// reading is closed with 1008 (when the close frame can still be written; otherwise its connection
+/// is dropped) and the upstream told 1001; an upstream that stopped reading gets the client closed
+/// with 1011.
 async fn relay(
     client: ClientWs,
     upstream: UpstreamWs,
@@ -498,6 +577,10 @@ async fn relay(
         namespace: None,
     };
     let idle = state.config.idle_timeout;
+    let write_timeout = state.config.write_timeout;
+    let activity = Arc::new(Activity::new());
+    // Set when one direction ends for a reason the other must act on (the client given up on).
+    let (halt_tx, halt_rx) = watch::channel(false);
     let agent_is_client = state.config.agent_side == AgentSide::Client;
     if let (Some(agent), true) = (&agent, agent_is_client) {
         // Findings of messages this agent sends by HTTP come back on this socket.
@@ -514,31 +597,45 @@ async fn relay(
         Registry::add(&mut state.registry().by_agent, agent, &console);
     }
 
-    // Writer to the client: drains the queue. Batches what is ready into one flush.
-    let writer = async move {
+    // Writer to the client: drains the queue, batching what is ready into one flush. A flush that
+    // does not finish in `write_timeout` means the client stopped reading: it gets 1008 if that can
+    // still be written, and the queue is dropped, which the upstream reader sees.
+    let client_stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = client_stalled.clone();
+    let writer = tokio::spawn(async move {
         while let Some(first) = client_queue.recv().await {
             let is_close = matches!(first, Message::Close(_));
-            if client_tx.feed(first).await.is_err() {
-                return;
-            }
-            if !is_close {
-                while let Ok(next) = client_queue.try_recv() {
-                    let closing = matches!(next, Message::Close(_));
-                    if client_tx.feed(next).await.is_err() {
-                        return;
-                    }
-                    if closing {
-                        break;
+            let batch = async {
+                client_tx.feed(first).await?;
+                if !is_close {
+                    while let Ok(next) = client_queue.try_recv() {
+                        let closing = matches!(next, Message::Close(_));
+                        client_tx.feed(next).await?;
+                        if closing {
+                            break;
+                        }
                     }
                 }
+                client_tx.flush().await
+            };
+            let written = tokio::time::timeout(write_timeout, batch).await;
+            match written {
+                Ok(Ok(())) if !is_close => continue,
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    stalled.store(true, Ordering::Relaxed);
+                    let why = close(CloseCode::Policy, "client too slow: frames not read");
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(200), client_tx.send(why)).await;
+                    return;
+                }
             }
-            if client_tx.flush().await.is_err() || is_close {
-                let _ = client_tx.close().await;
-                return;
-            }
+            let _ = tokio::time::timeout(CLOSE_WAIT, client_tx.close()).await;
+            return;
         }
-        let _ = client_tx.close().await;
-    };
+        let _ = tokio::time::timeout(CLOSE_WAIT, client_tx.close()).await;
+    });
 
     // Upstream → client.
     let up_state = state.clone();
@@ -550,73 +647,69 @@ async fn relay(
         namespace: None,
     };
     let mut up_stop = stop.clone();
+    let mut up_halt = halt_rx.clone();
+    let up_activity = activity.clone();
     let upstream_reader = async move {
-        // One timer for this direction, pushed back on every frame (cheap: tokio only moves a
-        // pushed-back deadline in its wheel when the old one fires).
-        let idle_timer = tokio::time::sleep(idle);
-        tokio::pin!(idle_timer);
-        let stopping = super::stopped(&mut up_stop);
-        tokio::pin!(stopping);
-        loop {
-            let next = tokio::select! {
-                m = up_rx.next() => m,
-                _ = &mut idle_timer => return End::Stopped(CloseCode::Away, "idle timeout"),
-                _ = &mut stopping => return End::Stopped(CloseCode::Away, "liyu is shutting down"),
-            };
-            idle_timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + idle);
-            let msg = match next {
-                None => return End::Gone,
-                Some(Err(e)) => return classify(&e),
-                Some(Ok(m)) => m,
-            };
-            up_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
-            let closing = matches!(msg, Message::Close(_));
-            if agent_is_client {
-                // Relayed first, then looked at: a findings frame it causes (a missing farewell when
-                // it ends the conversation) follows it.
-                let seen = matches!(msg, Message::Text(_)).then(|| msg.clone());
-                if up_to_client.send(msg).await.is_err() {
-                    return End::PeerGone;
+        let end = async {
+            loop {
+                let next = tokio::select! {
+                    m = up_rx.next() => m,
+                    _ = up_activity.idle(idle) => return End::idle(),
+                    _ = super::stopped(&mut up_stop) => return End::shutdown(),
+                    _ = up_to_client.closed() => return End::PeerGone,
+                    _ = super::stopped(&mut up_halt) => return End::Halted,
+                };
+                let msg = match next {
+                    None => return End::Gone,
+                    Some(Err(e)) => return classify(&e),
+                    Some(Ok(m)) => m,
+                };
+                up_activity.touch();
+                up_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
+                let closing = matches!(msg, Message::Close(_));
+                if agent_is_client {
+                    // Relayed first, then looked at: a findings frame it causes (a missing
+                    // farewell when it ends the conversation) follows it.
+                    let seen = matches!(msg, Message::Text(_)).then(|| msg.clone());
+                    if up_to_client.send(msg).await.is_err() {
+                        return End::PeerGone;
+                    }
+                    if let Some(seen) = seen {
+                        up_ctx.customer_frame(&seen);
+                    }
+                } else if let Verdict::Forward(m) = up_ctx.agent_frame(msg).await {
+                    if up_to_client.send(m).await.is_err() {
+                        return End::PeerGone;
+                    }
                 }
-                if let Some(seen) = seen {
-                    up_ctx.customer_frame(&seen);
+                if closing {
+                    return End::Closed;
                 }
-            } else if let Verdict::Forward(m) = up_ctx.agent_frame(msg).await {
-                if up_to_client.send(m).await.is_err() {
-                    return End::PeerGone;
-                }
-            }
-            if closing {
-                return End::Closed;
             }
         }
+        .await;
+        (end, up_rx)
     };
 
     // Client → upstream.
     let client_state = state.clone();
+    let mut client_halt = halt_rx;
+    let client_activity = activity.clone();
     let client_reader = async move {
-        let idle_timer = tokio::time::sleep(idle);
-        tokio::pin!(idle_timer);
-        let stopping = super::stopped(&mut stop);
-        tokio::pin!(stopping);
-        loop {
-            let mut next = tokio::select! {
-                m = client_rx.next() => m,
-                _ = &mut idle_timer => return (End::Stopped(CloseCode::Away, "idle timeout"), up_tx),
-                _ = &mut stopping => return (End::Stopped(CloseCode::Away, "liyu is shutting down"), up_tx),
-            };
-            idle_timer
-                .as_mut()
-                .reset(tokio::time::Instant::now() + idle);
-            // This frame and every one already received, then one flush.
+        let end = async {
             loop {
+                let next = tokio::select! {
+                    m = client_rx.next() => m,
+                    _ = client_activity.idle(idle) => return End::idle(),
+                    _ = super::stopped(&mut stop) => return End::shutdown(),
+                    _ = super::stopped(&mut client_halt) => return End::Halted,
+                };
                 let msg = match next {
-                    None => return (End::Gone, up_tx),
-                    Some(Err(e)) => return (classify(&e), up_tx),
+                    None => return End::Gone,
+                    Some(Err(e)) => return classify(&e),
                     Some(Ok(m)) => m,
                 };
+                client_activity.touch();
                 client_state.metrics.frames.fetch_add(1, Ordering::Relaxed);
                 let closing = matches!(msg, Message::Close(_));
                 let out = if agent_is_client {
@@ -629,90 +722,127 @@ async fn relay(
                     Some(msg)
                 };
                 if let Some(m) = out {
-                    if up_tx.feed(m).await.is_err() {
-                        return (End::PeerGone, up_tx);
+                    match tokio::time::timeout(write_timeout, up_tx.send(m)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return End::PeerGone,
+                        Err(_) => {
+                            return End::PeerStalled(
+                                CloseCode::Error,
+                                "upstream too slow: frames not read",
+                            )
+                        }
                     }
                 }
                 if closing {
-                    let _ = up_tx.flush().await;
-                    return (End::Closed, up_tx);
+                    return End::Closed;
                 }
-                match client_rx.next().now_or_never() {
-                    Some(n) => next = n,
-                    None => break,
-                }
-            }
-            if up_tx.flush().await.is_err() {
-                return (End::PeerGone, up_tx);
             }
         }
+        .await;
+        (end, up_tx, client_rx)
     };
 
-    let relayed = async move {
-        let mut upstream_reader = Box::pin(upstream_reader);
-        let mut client_reader = Box::pin(client_reader);
-        // Whichever side ends first decides what the other side is told.
-        tokio::select! {
-            end = &mut upstream_reader => {
-                let stopped = match end {
-                    End::Closed => None,
-                    End::Violation(code, why) => {
-                        let _ = to_client.send(close(code, why)).await;
-                        None
+    let mut upstream_reader = Box::pin(upstream_reader);
+    let mut client_reader = Box::pin(client_reader);
+    // Whichever side ends first decides what the other side is told. Every close frame is offered
+    // for at most CLOSE_WAIT: a peer that does not read must not hold the relay open.
+    let tell_client = |m: Message| {
+        let to_client = to_client.clone();
+        async move {
+            let _ = tokio::time::timeout(CLOSE_WAIT, to_client.send(m)).await;
+        }
+    };
+    // The reading halves, handed back as the readers end, for the closing handshake.
+    let (mut up_rest, mut client_rest) = (None, None);
+    tokio::select! {
+        (end, rx) = &mut upstream_reader => {
+            up_rest = Some(rx);
+            let upstream_told = match end {
+                End::Closed | End::Halted => None,
+                End::Violation(code, why) => {
+                    tell_client(close(code, why)).await;
+                    None
+                }
+                End::Stopped(code, why) => {
+                    tell_client(close(code, why)).await;
+                    Some((code, why))
+                }
+                End::Gone | End::PeerStalled(..) => {
+                    tell_client(close(CloseCode::Error, "upstream connection lost")).await;
+                    None
+                }
+                End::PeerGone => {
+                    // The client cannot be written to: stop reading it and tell the upstream why.
+                    let _ = halt_tx.send(true);
+                    if client_stalled.load(Ordering::Relaxed) {
+                        Some((CloseCode::Away, "client too slow"))
+                    } else {
+                        Some((CloseCode::Away, "client connection lost"))
                     }
-                    End::Stopped(code, why) => {
-                        let _ = to_client.send(close(code, why)).await;
-                        Some((code, why))
-                    }
-                    End::Gone | End::PeerGone => {
-                        let _ = to_client.send(close(CloseCode::Error, "upstream connection lost")).await;
-                        None
-                    }
-                };
-                // Give the client a moment to answer the close, then stop reading it. On shutdown the
-                // upstream is told too (the client reader stops at the same signal).
-                if let Ok((_, mut up_tx)) = tokio::time::timeout(Duration::from_secs(2), &mut client_reader).await {
-                    if let Some((code, why)) = stopped {
+                }
+            };
+            // Give the client a moment to answer the close, then stop reading it. On shutdown the
+            // upstream is told too (the client reader stops at the same signal).
+            let client_done = tokio::time::timeout(CLOSE_WAIT, &mut client_reader).await;
+            if let Ok((_, mut up_tx, rx)) = client_done {
+                client_rest = Some(rx);
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    if let Some((code, why)) = upstream_told {
                         let _ = up_tx.send(close(code, why)).await;
                     }
                     let _ = up_tx.close().await;
-                }
+                })
+                .await;
             }
-            (end, mut up_tx) = &mut client_reader => {
-                match end {
-                    End::Closed | End::PeerGone => {}
-                    End::Violation(code, why) => {
-                        let _ = to_client.send(close(code, why)).await;
-                        let _ = up_tx.send(close(CloseCode::Away, "client connection closed")).await;
-                    }
-                    End::Stopped(code, why) => {
-                        let _ = to_client.send(close(code, why)).await;
-                        let _ = up_tx.send(close(code, why)).await;
-                    }
-                    End::Gone => {
-                        let _ = up_tx.send(close(CloseCode::Away, "client connection lost")).await;
-                    }
+        }
+        (end, mut up_tx, rx) = &mut client_reader => {
+            client_rest = Some(rx);
+            let upstream_told = match end {
+                End::Closed | End::Halted => None,
+                End::PeerGone => {
+                    tell_client(close(CloseCode::Error, "upstream connection lost")).await;
+                    None
+                }
+                End::PeerStalled(code, why) => {
+                    // The upstream is not reading: a close frame would wait behind what it has not
+                    // read, so it is not sent; dropping the connection tells it.
+                    tell_client(close(code, why)).await;
+                    None
+                }
+                End::Violation(code, why) => {
+                    tell_client(close(code, why)).await;
+                    Some((CloseCode::Away, "client connection closed"))
+                }
+                End::Stopped(code, why) => {
+                    tell_client(close(code, why)).await;
+                    Some((code, why))
+                }
+                End::Gone => Some((CloseCode::Away, "client connection lost")),
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                if let Some((code, why)) = upstream_told {
+                    let _ = up_tx.send(close(code, why)).await;
                 }
                 let _ = up_tx.close().await;
-                let _ = tokio::time::timeout(Duration::from_secs(2), &mut upstream_reader).await;
+            })
+            .await;
+            if let Ok((_, rx)) = tokio::time::timeout(CLOSE_WAIT, &mut upstream_reader).await {
+                up_rest = Some(rx);
             }
         }
-        // Every sender of the client queue must go for the writer to finish: the registry's, the
-        // readers' and ours.
-        state.registry().remove(id);
-        drop(upstream_reader);
-        drop(client_reader);
-        drop(to_client);
-    };
-
-    tokio::pin!(writer);
-    tokio::pin!(relayed);
-    tokio::select! {
-        () = &mut relayed => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
-        }
-        // The client cannot be written to any more: the readers still run to their end (they
-        // notice the closed queue or the closed sockets).
-        () = &mut writer => relayed.await,
     }
+    // The closing handshake: each side is read until its close frame (what it sent meanwhile is
+    // dropped), so the connection ends with a FIN. Closing a socket with unread data sends a reset
+    // instead, and a reset can destroy the close frame liyu has just sent.
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        tokio::join!(until_closed(up_rest), until_closed(client_rest));
+    })
+    .await;
+    // Every sender of the client queue must go for the writer to finish: the registry's, the
+    // readers' and ours.
+    state.registry().remove(id);
+    drop(upstream_reader);
+    drop(client_reader);
+    drop(to_client);
+    let _ = tokio::time::timeout(CLOSE_WAIT, writer).await;
 }

@@ -263,7 +263,7 @@ pub struct StoreHandle {
     /// Counters.
     pub metrics: Arc<StoreMetrics>,
     url: Arc<str>,
-    readers: Arc<Mutex<Vec<Box<dyn Backend>>>>,
+    readers: Arc<Mutex<Vec<OffRuntime>>>,
 }
 
 /// Events the queue holds before new ones are dropped.
@@ -319,7 +319,11 @@ impl StoreHandle {
         let readers = self.readers.clone();
         let url = self.url.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let pooled = readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .and_then(|mut b| b.0.take());
             let mut backend = match pooled {
                 Some(b) => b,
                 None => open(&url)?,
@@ -330,12 +334,30 @@ impl StoreHandle {
                 readers
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(backend);
+                    .push(OffRuntime(Some(backend)));
             }
             result
         })
         .await
         .map_err(|e| StoreError::Db(format!("reader task failed: {e}")))?
+    }
+}
+
+/// A backend held by async code. Dropping the PostgreSQL client blocks on a runtime of its own (it
+/// closes the session with the server), which panics on a tokio thread: a writer whose connection
+/// failed would die with it, and the store never write again. So a backend dropped where a runtime
+/// runs is handed to a thread of its own to be closed.
+struct OffRuntime(Option<Box<dyn Backend>>);
+
+impl Drop for OffRuntime {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("liyu-store-close".into())
+                    .spawn(move || drop(b));
+            }
+        }
     }
 }
 
@@ -347,7 +369,7 @@ async fn writer_task(
     metrics: Arc<StoreMetrics>,
     url: Arc<str>,
 ) {
-    let mut backend = Some(backend);
+    let mut backend = OffRuntime(Some(backend));
     let mut batch: Vec<StoreEvent> = Vec::with_capacity(BATCH);
     loop {
         if batch.is_empty() {
@@ -370,7 +392,7 @@ async fn writer_task(
                 .queued
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         }
-        let mut b = match backend.take() {
+        let mut b = match backend.0.take() {
             Some(b) => b,
             None => {
                 let url = url.clone();
@@ -394,9 +416,10 @@ async fn writer_task(
         match result {
             Ok((b, _, Ok(()))) => {
                 metrics.written.fetch_add(n, Ordering::Relaxed);
-                backend = Some(b);
+                backend.0 = Some(b);
             }
-            Ok((_, events, Err(e))) => {
+            Ok((b, events, Err(e))) => {
+                drop(OffRuntime(Some(b)));
                 tracing::warn!(error = %e, "store write failed; retrying");
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 batch = events;

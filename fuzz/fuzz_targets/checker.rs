@@ -1,0 +1,4 @@
+//! libFuzzer target: see `liyu_fuzz::checker` for what it asserts.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| liyu_fuzz::checker(data));

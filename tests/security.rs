@@ -12,8 +12,15 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::harness::{temp_sqlite, Proxy, Upstream, JSON_CHAT, TOKEN};
 
 /// Routes that are open by design: health, metrics (counts only), the login page and the console
-/// script. Any other route of the admin router must refuse without a token.
-const OPEN: &[&str] = &["/healthz", "/metrics", "/login", "/liyu-console.js"];
+/// script and its styles (public, like any script an integrator's page includes). Any other route
+/// of the admin router must refuse without a token.
+const OPEN: &[&str] = &[
+    "/healthz",
+    "/metrics",
+    "/login",
+    "/liyu-console.js",
+    "/liyu-console.css",
+];
 
 /// `(method, path)` of every `.route(…)` in `src/web/mod.rs`, and whether it is behind the auth
 /// layer (declared in the `protected` router).

@@ -317,6 +317,23 @@ async fn login_sets_an_http_only_strict_cookie_that_opens_the_dashboard() {
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .expect("a session cookie");
     assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"));
+    // Served over plain HTTP the cookie cannot be Secure (the browser would drop it) ...
+    assert!(!cookie_line.contains("Secure"), "{cookie_line}");
+    // ... and behind a proxy that terminates TLS it is.
+    let tls_head = head.replacen(
+        "Connection: close\r\n",
+        "Connection: close\r\nX-Forwarded-Proto: https\r\n",
+        1,
+    );
+    let mut tls = tokio::net::TcpStream::connect(admin).await.unwrap();
+    tls.write_all(tls_head.as_bytes()).await.unwrap();
+    let mut tls_out = String::new();
+    tls.read_to_string(&mut tls_out).await.unwrap();
+    let tls_cookie = tls_out
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie over TLS");
+    assert!(tls_cookie.contains("; Secure"), "{tls_cookie}");
     let session = cookie_line
         .split_once("liyu_session=")
         .unwrap()

@@ -169,7 +169,11 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(AxState(web): AxState<Web>, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    AxState(web): AxState<Web>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     if !web.valid_token(form.token.trim()) {
         tracing::info!("dashboard login refused");
         return Redirect::to("/login?error=1").into_response();
@@ -179,7 +183,15 @@ async fn login(AxState(web): AxState<Web>, Form(form): Form<LoginForm>) -> Respo
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id.clone());
-    let secure = if web.secure { "; Secure" } else { "" };
+    // The admin listener speaks plain HTTP; where it is served over TLS, a terminating proxy in
+    // front of it says so with X-Forwarded-Proto. Believing the header can only add `Secure`, which
+    // never weakens the cookie.
+    let over_tls = web.secure
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = if over_tls { "; Secure" } else { "" };
     let cookie = format!("liyu_session={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }

@@ -420,10 +420,39 @@ impl Config {
                 prefix: String::new(),
             }
         });
-        let connect_timeout =
-            duration(&proxy.connect_timeout, Duration::from_secs(5), &mut problem);
-        let idle_timeout = duration(&proxy.idle_timeout, Duration::from_secs(600), &mut problem);
-        let write_timeout = duration(&proxy.write_timeout, Duration::from_secs(30), &mut problem);
+        // A zero connect, idle or write timeout would fail every connection at once: a typo, not a
+        // policy, so it is an error rather than a proxy that refuses everyone.
+        let timeout = |v: &Option<Spanned<String>>,
+                       key: &str,
+                       default: Duration,
+                       problem: &mut dyn FnMut(usize, String)| {
+            let d = duration(v, default, problem);
+            match v {
+                Some(s) if d.is_zero() => {
+                    problem(s.span().start, format!("{key} must be longer than 0s"));
+                    default
+                }
+                _ => d,
+            }
+        };
+        let connect_timeout = timeout(
+            &proxy.connect_timeout,
+            "connect_timeout",
+            Duration::from_secs(5),
+            &mut problem,
+        );
+        let idle_timeout = timeout(
+            &proxy.idle_timeout,
+            "idle_timeout",
+            Duration::from_secs(600),
+            &mut problem,
+        );
+        let write_timeout = timeout(
+            &proxy.write_timeout,
+            "write_timeout",
+            Duration::from_secs(30),
+            &mut problem,
+        );
         let drain_timeout = duration(&proxy.drain_timeout, Duration::from_secs(10), &mut problem);
 
         let defaults = crate::conversation::Settings::default();
@@ -679,6 +708,21 @@ mod tests {
         );
         assert!(
             e.problems[2].starts_with("t.toml:4:16: unknown unit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused_where_they_are() {
+        let text = "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"ws://127.0.0.1:9\"\nwrite_timeout = \"0s\"\nconnect_timeout = \"0ms\"\n";
+        let e = Config::parse("t.toml", text).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(
+            e.problems[1].starts_with("t.toml:4:17: write_timeout must be longer than 0s"),
+            "{e}"
+        );
+        assert!(
+            e.problems[0].starts_with("t.toml:5:19: connect_timeout must be longer than 0s"),
             "{e}"
         );
     }

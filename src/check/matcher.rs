@@ -18,7 +18,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::{dfa, Anchored as AcAnchored, MatchKind};
 use regex::{Regex, RegexSet};
 use regex_automata::{meta, Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -52,6 +53,8 @@ enum Use {
 /// The contexts that cancel a rule's hits.
 #[derive(Debug, Default)]
 struct Unless {
+    /// All the contexts as one alternation: whether any of them is in the window at all.
+    any: Option<meta::Regex>,
     literals: Vec<String>,
     patterns: Vec<Regex>,
 }
@@ -61,11 +64,34 @@ struct Unless {
 const UNLESS_REACH: usize = 32;
 
 impl Unless {
+    fn new<'a>(
+        literals: Vec<String>,
+        patterns: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Unless, String> {
+        let alternatives: Vec<String> = literals
+            .iter()
+            .map(|l| regex::escape(l))
+            .chain(patterns.clone().map(str::to_string))
+            .collect();
+        let any = match alternatives.is_empty() {
+            true => None,
+            false => Some(meta::Regex::new_many(&alternatives).map_err(|e| e.to_string())?),
+        };
+        Ok(Unless {
+            any,
+            literals,
+            patterns: patterns
+                .map(Regex::new)
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?,
+        })
+    }
+
     /// Whether one of the contexts occurs in `view` overlapping `start..end`.
     fn cancels(&self, view: &str, start: usize, end: usize) -> bool {
-        if self.literals.is_empty() && self.patterns.is_empty() {
+        let Some(any) = &self.any else {
             return false;
-        }
+        };
         let lo = view[..start]
             .char_indices()
             .rev()
@@ -76,6 +102,13 @@ impl Unless {
             .nth(UNLESS_REACH)
             .map_or(view.len(), |(i, _)| end + i);
         let window = &view[lo..hi];
+        // Most hits have no cancelling context near them: one search for all of a rule's contexts
+        // settles that, where searching for each one alone cost a few thousand instructions per hit
+        // for a rule with a dozen of them. Only when one is there does each context say whether it
+        // overlaps the hit.
+        if !any.is_match(window) {
+            return false;
+        }
         let overlaps = |s: usize, e: usize| lo + s < end && start < lo + e;
         self.literals.iter().any(|l| {
             window
@@ -217,7 +250,7 @@ impl Scratch {
 
 #[derive(Debug)]
 pub(crate) struct Matcher {
-    ac: Option<AhoCorasick>,
+    needles: Option<Needles>,
     uses: Vec<Vec<Use>>,
     /// Patterns confirmed where one of their required literals was found.
     prefixed: Vec<Prefiltered>,
@@ -229,6 +262,50 @@ pub(crate) struct Matcher {
     unless: Vec<Unless>,
     near: Vec<NearGroup>,
     detectors: Vec<(Detector, usize)>,
+}
+
+/// Every literal form of the lexicon in one Aho-Corasick DFA, stepped over the view by hand.
+///
+/// The crate's overlapping iterator keeps its position in a state object and re-checks it on every
+/// byte so that it can stop and resume between matches; this loop reports a match through a closure
+/// instead and so is a single load per byte, which takes about 40 % off the scan of a clean message
+/// (aho-corasick exposes the automaton for exactly this, through its `Automaton` trait).
+#[derive(Debug)]
+struct Needles {
+    dfa: dfa::DFA,
+    start: StateID,
+}
+
+impl Needles {
+    fn new(needles: &[Vec<u8>]) -> Result<Needles, String> {
+        // Overlapping matches need the standard match semantics.
+        let dfa = dfa::DFA::builder()
+            .match_kind(MatchKind::Standard)
+            .build(needles)
+            .map_err(|e| e.to_string())?;
+        let start = dfa.start_state(AcAnchored::No).map_err(|e| e.to_string())?;
+        Ok(Needles { dfa, start })
+    }
+
+    /// Calls `f(needle, start, end)` for every occurrence of every needle in `haystack`, overlapping
+    /// ones included, in order of their end (as the crate's overlapping iterator reports them).
+    #[inline]
+    fn for_each(&self, haystack: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        let dfa = &self.dfa;
+        let mut sid = self.start;
+        for (i, &b) in haystack.iter().enumerate() {
+            sid = dfa.next_state(AcAnchored::No, sid, b);
+            // Only special states (match, start, dead) need a second look; an unanchored search with
+            // standard semantics never reaches the dead state.
+            if dfa.is_special(sid) && dfa.is_match(sid) {
+                for k in 0..dfa.match_len(sid) {
+                    let needle = dfa.match_pattern(sid, k);
+                    let end = i + 1;
+                    f(needle.as_usize(), end - dfa.pattern_len(needle), end);
+                }
+            }
+        }
+    }
 }
 
 /// A set of literals one of which every match of a pattern contains, at a known place in it.
@@ -436,31 +513,17 @@ impl Matcher {
                     }
                 }
             }
-            unless.push(Unless {
-                literals: f.unless.iter().map(|u| u.value.clone()).collect(),
-                patterns: f
-                    .unless_patterns
-                    .iter()
-                    .map(|p| Regex::new(&p.value))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?,
-            });
+            unless.push(Unless::new(
+                f.unless.iter().map(|u| u.value.clone()).collect(),
+                f.unless_patterns.iter().map(|p| p.value.as_str()),
+            )?);
             if let Some(d) = f.detector {
                 detectors.push((d, ri));
             }
         }
-        let ac = if needles.is_empty() {
-            None
-        } else {
-            // Overlapping search needs the standard match semantics; a DFA is the fastest scan and
-            // a lexicon of a few thousand short forms stays in the low megabytes.
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&needles)
-                    .map_err(|e| e.to_string())?,
-            )
+        let needles = match needles.is_empty() {
+            true => None,
+            false => Some(Needles::new(&needles)?),
         };
         let (set, regexes) = if patterns.is_empty() {
             (None, Vec::new())
@@ -478,7 +541,7 @@ impl Matcher {
             segment::warm_up();
         }
         Ok(Matcher {
-            ac,
+            needles,
             uses,
             prefixed,
             set,
@@ -538,10 +601,9 @@ impl Matcher {
         // The offset map is built only when a hit needs it: most messages have none.
         let mut mapped: Option<Normalized> = None;
 
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(view) {
-                let (start, end) = (m.start(), m.end());
-                for u in &self.uses[m.pattern().as_usize()] {
+        if let Some(needles) = &self.needles {
+            needles.for_each(view.as_bytes(), |needle, start, end| {
+                for u in &self.uses[needle] {
                     match *u {
                         Use::Phrase { rule, breaks } => {
                             // "没有为什么" is not in "一间没有?为什么": a phrase spans clause
@@ -582,7 +644,7 @@ impl Matcher {
                         }
                     }
                 }
-            }
+            });
         }
         if !pattern_hits.is_empty() {
             if pattern_hits.len() > 1 {

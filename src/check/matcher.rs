@@ -154,6 +154,8 @@ struct Prefiltered {
     rule: u32,
     /// Per anchor, [`Anchor::back`].
     backs: Vec<Option<usize>>,
+    /// The characters a match can start with, when they are few (see [`first_chars`]).
+    first: Option<Vec<char>>,
 }
 
 impl Prefiltered {
@@ -161,6 +163,17 @@ impl Prefiltered {
     /// the anchor is found, with [`confirm_at`](Self::confirm_at).
     fn starts_with_anchor(&self) -> bool {
         self.backs == [Some(0)]
+    }
+
+    /// Whether a match could start at the beginning of `rest`: a character test that spares most
+    /// of the anchored searches tried before an anchor ("联系" is in most messages that give a phone
+    /// number; a match of "(你|您)?(自己)?(去)?(找|问|联系)…" starting two characters before it
+    /// needs 你, 您, 自, 去, 找 or 问 there).
+    fn may_start(&self, rest: &str) -> bool {
+        match (&self.first, rest.chars().next()) {
+            (Some(first), Some(c)) => first.contains(&c),
+            _ => true,
+        }
     }
 
     /// The match that starts at `at`, where the pattern's starting anchor was found.
@@ -192,7 +205,7 @@ impl Prefiltered {
                 // unanchored search, which has to find the start with a reverse scan.
                 for &(_, at) in found {
                     for start in at.saturating_sub(back)..=at {
-                        if view.is_char_boundary(start) {
+                        if view.is_char_boundary(start) && self.may_start(&view[start..]) {
                             self.confirm_at(view, start, spans);
                         }
                     }
@@ -407,6 +420,32 @@ impl Rarity {
     }
 }
 
+/// The characters every match of `pattern` starts with, when there are at most 64 of them (none
+/// when a match can be empty or start with any of a large class).
+fn first_chars(pattern: &str) -> Option<Vec<char>> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor
+        .kind(ExtractKind::Prefix)
+        .limit_class(64)
+        .limit_literal_len(4)
+        .limit_total(64);
+    let seq = extractor.extract(&hir);
+    let mut first = Vec::new();
+    for literal in seq.literals()? {
+        // A prefix may have been cut inside a character: only its first whole one counts.
+        let bytes = literal.as_bytes();
+        let valid = match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?,
+        };
+        first.push(valid.chars().next()?);
+    }
+    first.sort_unstable();
+    first.dedup();
+    Some(first)
+}
+
 /// The literals every match of `hir` starts with: the longest that stay few.
 fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
     // Thousands of needles make the one automaton slower for every message; three characters while
@@ -494,6 +533,7 @@ impl Matcher {
                             re,
                             rule: r,
                             backs: anchors.iter().map(|a| a.back).collect(),
+                            first: first_chars(&p.value),
                         });
                         for (a, anchor) in anchors.into_iter().enumerate() {
                             for literal in anchor.literals {
@@ -561,6 +601,11 @@ impl Matcher {
             .filter(|u| u.iter().any(|u| matches!(u, Use::PatternPart { .. })))
             .count();
         (self.uses.len(), prefixes)
+    }
+
+    /// The heap the needle automaton takes, in bytes: what a message's scan may touch.
+    pub(crate) fn automaton_bytes(&self) -> usize {
+        self.needles.as_ref().map_or(0, |n| n.dfa.memory_usage())
     }
 
     /// The rules (by index) and patterns that have no literal prefix and so run on every message.
@@ -861,6 +906,21 @@ mod tests {
         // 傻 is rare and required; the other required part is one of 你/您, which buys nothing.
         let a = literals("(你|您)(真)?傻");
         assert_eq!(a.len(), 1, "{a:?}");
+    }
+
+    #[test]
+    fn first_characters_of_optional_starts() {
+        let first = first_chars("(你|您)?(自己)?(去)?(找|问|联系)(厂家|他们)(去|吧)");
+        assert_eq!(
+            first,
+            Some(vec!['你', '去', '问', '您', '找', '自', '联']).map(|mut v: Vec<char>| {
+                v.sort_unstable();
+                v
+            })
+        );
+        // A match may start with any ideograph, or be empty: no filter.
+        assert_eq!(first_chars(r"\p{Han}{2}吧"), None);
+        assert_eq!(first_chars("(等等)?"), None);
     }
 
     #[test]

@@ -288,6 +288,11 @@ impl Checker {
         self.matcher.needle_counts()
     }
 
+    /// The heap the one automaton takes, in bytes.
+    pub fn automaton_bytes(&self) -> usize {
+        self.matcher.automaton_bytes()
+    }
+
     /// Patterns that the automaton cannot prefilter (no literal prefix), as (rule id, pattern): each
     /// runs over every message, so a lexicon should have few.
     pub fn unprefixed_patterns(&self) -> Vec<(&str, &str)> {

@@ -55,7 +55,8 @@ pub fn check(dir: &Path) -> anyhow::Result<ExitCode> {
         let (needles, prefixes) = checker.needle_counts();
         eprintln!(
             "ok: {rules} rules, {forms} surface forms, {examples} examples in {files} files; \
-             one automaton of {needles} needles ({prefixes} of them pattern prefixes)"
+             one automaton of {needles} needles ({prefixes} of them pattern prefixes), {:.1} MiB",
+            checker.automaton_bytes() as f64 / (1024.0 * 1024.0)
         );
         Ok(ExitCode::SUCCESS)
     } else {

@@ -154,6 +154,7 @@ both!(
     injection_strings_match_nothing_and_harm_nothing,
     reopening_keeps_data_and_migrations_run_once,
     concurrent_opens_migrate_once,
+    a_refused_event_is_dropped_and_the_rest_written,
 );
 
 // --- Builders ---------------------------------------------------------------------------------------
@@ -1430,4 +1431,101 @@ fn an_unreachable_postgres_is_an_error() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("connected to port 1"),
     }
+}
+
+// --- The writer and data the database refuses ---------------------------------------------------------
+
+/// An event the database refuses for what it holds (here a trigger, as a site's own constraint or
+/// audit rule would) is dropped, counted and logged; the events queued with it in the same batch are
+/// written, and the writer goes on with later ones instead of retrying that batch forever.
+fn a_refused_event_is_dropped_and_the_rest_written(kind: Kind) {
+    let fresh = Fresh::new(kind);
+    drop(fresh.open()); // creates the tables
+    fresh.raw(match kind {
+        Kind::Sqlite => {
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON findings
+             WHEN NEW.conversation = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'refused by site policy'); END;"
+        }
+        Kind::Postgres => {
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
+             BEGIN
+                 IF NEW.conversation = 'poison' THEN
+                     RAISE EXCEPTION 'refused by site policy' USING ERRCODE = 'check_violation';
+                 END IF;
+                 RETURN NEW;
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON findings
+                 FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+        }
+    });
+    let event = |at_ms: u64, conversation: &str| {
+        Msg {
+            at_ms,
+            agent: Some("a1"),
+            conversation: Some(conversation),
+            text: "有牌子,自己看",
+            action: Action::Delivered,
+            findings: vec![finding(
+                "deflection.sign",
+                Category::Deflection,
+                Severity::Warn,
+                0,
+                7,
+            )],
+        }
+        .event()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = runtime.block_on(async {
+        let store = store::StoreHandle::start(&fresh.url).await.unwrap();
+        let settled = |written: u64, rejected: u64| {
+            let m = store.metrics.clone();
+            async move {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while m.written.load(Ordering::Relaxed) < written
+                    || m.rejected.load(Ordering::Relaxed) < rejected
+                {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "writer stuck: {} written, {} rejected",
+                        m.written.load(Ordering::Relaxed),
+                        m.rejected.load(Ordering::Relaxed)
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        };
+        // Queued together: one batch, with the refused event in the middle.
+        store.submit(event(1_000, "before"));
+        store.submit(event(2_000, "poison"));
+        store.submit(event(3_000, "after"));
+        store.submit(StoreEvent::Checked {
+            at_ms: 3_000,
+            agent: "a1".into(),
+        });
+        settled(3, 1).await;
+        // A refused event alone in its batch, then the writer carries on.
+        store.submit(event(4_000, "poison"));
+        settled(3, 2).await;
+        store.submit(event(5_000, "later"));
+        settled(4, 2).await;
+        store.metrics.clone()
+    });
+    assert_eq!(metrics.written.load(Ordering::Relaxed), 4);
+    assert_eq!(metrics.rejected.load(Ordering::Relaxed), 2);
+    let mut conversations: Vec<String> = fresh
+        .open()
+        .findings(&Filter::default())
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|f| f.conversation)
+        .collect();
+    conversations.sort();
+    assert_eq!(conversations, ["after", "before", "later"]);
 }

@@ -200,6 +200,10 @@ pub enum StoreError {
     /// The database said no (or is unreachable).
     #[error("store: {0}")]
     Db(String),
+    /// The database refused the data themselves (a constraint, a value it cannot hold): writing
+    /// the same events again would fail again, where a [`Db`](StoreError::Db) error may pass.
+    #[error("store refused the data: {0}")]
+    Rejected(String),
     /// No such finding.
     #[error("no finding {0}")]
     NotFound(i64),
@@ -252,6 +256,8 @@ pub struct StoreMetrics {
     pub dropped: AtomicU64,
     /// Failed batch writes (each retried until the queue overflows).
     pub errors: AtomicU64,
+    /// Events the database refused for what they hold, dropped (each logged).
+    pub rejected: AtomicU64,
     /// Events waiting in the queue.
     pub queued: AtomicU64,
 }
@@ -418,6 +424,39 @@ async fn writer_task(
                 metrics.written.fetch_add(n, Ordering::Relaxed);
                 backend.0 = Some(b);
             }
+            Ok((b, events, Err(StoreError::Rejected(e)))) => {
+                // One event the database will never take must not hold back the others (nor, by
+                // being retried forever, everything after it): write them one at a time and drop
+                // only the ones refused.
+                tracing::warn!(error = %e, events = events.len(), "store refused a batch; writing its events one by one");
+                metrics.errors.fetch_add(1, Ordering::Relaxed);
+                let result = tokio::task::spawn_blocking(move || {
+                    let mut b = b;
+                    let r = write_singly(b.as_mut(), events);
+                    (b, r)
+                })
+                .await;
+                match result {
+                    Ok((b, singly)) => {
+                        metrics.written.fetch_add(singly.written, Ordering::Relaxed);
+                        metrics
+                            .rejected
+                            .fetch_add(singly.rejected, Ordering::Relaxed);
+                        batch = singly.left;
+                        match singly.failed {
+                            None => backend.0 = Some(b),
+                            Some(e) => {
+                                drop(OffRuntime(Some(b)));
+                                tracing::warn!(error = %e, "store write failed; retrying");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             Ok((b, events, Err(e))) => {
                 drop(OffRuntime(Some(b)));
                 tracing::warn!(error = %e, "store write failed; retrying");
@@ -429,6 +468,75 @@ async fn writer_task(
             Err(_) => {
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+/// What writing a refused batch one event at a time came to.
+struct Singly {
+    written: u64,
+    rejected: u64,
+    /// The events not yet written, from the first that failed for another reason than its data.
+    left: Vec<StoreEvent>,
+    /// That failure.
+    failed: Option<StoreError>,
+}
+
+fn write_singly(b: &mut dyn Backend, events: Vec<StoreEvent>) -> Singly {
+    let mut singly = Singly {
+        written: 0,
+        rejected: 0,
+        left: Vec::new(),
+        failed: None,
+    };
+    let mut events = events.into_iter();
+    for event in events.by_ref() {
+        match b.write(std::slice::from_ref(&event)) {
+            Ok(()) => singly.written += 1,
+            Err(StoreError::Rejected(e)) => {
+                // Named by kind, time and ids only: the text may hold what a log must not.
+                tracing::error!(error = %e, event = %event.describe(), "store refused an event; dropped");
+                singly.rejected += 1;
+            }
+            Err(e) => {
+                singly.left.push(event);
+                singly.failed = Some(e);
+                break;
+            }
+        }
+    }
+    singly.left.extend(events);
+    singly
+}
+
+impl StoreEvent {
+    /// The event's kind, time and ids, for a log line (never its text).
+    pub fn describe(&self) -> String {
+        match self {
+            StoreEvent::Findings {
+                at_ms,
+                conversation,
+                agent,
+                message_id,
+                findings,
+                ..
+            } => format!(
+                "findings at_ms={at_ms} conversation={} agent={} message={} rules={}",
+                conversation.as_deref().unwrap_or("-"),
+                agent.as_deref().unwrap_or("-"),
+                message_id.as_deref().unwrap_or("-"),
+                findings
+                    .iter()
+                    .map(|f| f.rule.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            StoreEvent::Checked { at_ms, agent } => format!("checked at_ms={at_ms} agent={agent}"),
+            StoreEvent::Reply {
+                at_ms,
+                agent,
+                wait_ms,
+            } => format!("reply at_ms={at_ms} agent={agent} wait_ms={wait_ms}"),
         }
     }
 }

@@ -169,6 +169,11 @@ impl Row for PgRow {
 fn db(e: postgres::Error) -> StoreError {
     // The server's message (and code) when there is one; the plain Display says only "db error".
     match e.as_db_error() {
+        // SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation) refuse the
+        // data themselves; the others (connection, resources, serialization, …) may pass on retry.
+        Some(d) if matches!(d.code().code().get(..2), Some("22" | "23")) => {
+            StoreError::Rejected(format!("{} ({})", d.message(), d.code().code()))
+        }
         Some(d) => StoreError::Db(format!("{} ({})", d.message(), d.code().code())),
         None => StoreError::Db(e.to_string()),
     }

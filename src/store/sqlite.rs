@@ -192,7 +192,22 @@ impl Row for rusqlite::Row<'_> {
 }
 
 fn db(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    use rusqlite::ErrorCode;
+    // Refusals of the data (a constraint or trigger, a value too big or of the wrong type) fail
+    // again however often they are retried; locks, a full disk and I/O errors may pass.
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig
+            ) =>
+        {
+            StoreError::Rejected(e.to_string())
+        }
+        rusqlite::Error::ToSqlConversionFailure(_)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Rejected(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -31,6 +31,13 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(id) => ApiError(StatusCode::NOT_FOUND, format!("no finding {id}")),
             StoreError::Invalid(why) => ApiError(StatusCode::BAD_REQUEST, why),
+            StoreError::Rejected(why) => {
+                tracing::warn!(error = %why, "store refused a request's data");
+                ApiError(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the findings store refused the data".into(),
+                )
+            }
             StoreError::Db(why) => {
                 tracing::warn!(error = %why, "store read failed");
                 ApiError(

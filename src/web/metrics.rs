@@ -82,6 +82,12 @@ pub async fn render(AxState(web): AxState<Web>) -> Response {
             "counter",
             s.errors.load(Ordering::Relaxed),
         );
+        counter(
+            "liyu_store_rejected_total",
+            "Events the store refused for what they hold (a constraint, a value it cannot take), dropped and logged.",
+            "counter",
+            s.rejected.load(Ordering::Relaxed),
+        );
     }
     let _ = writeln!(
         out,

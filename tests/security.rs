@@ -260,6 +260,23 @@ async fn at_debug_level_the_log_holds_no_token_session_or_personal_number() {
     }
 }
 
+/// At trace level the WebSocket library logs every frame and message it handles, payload included
+/// (as text and as hex): liyu keeps it at debug unless `RUST_LOG` names it, so an operator who turns
+/// on trace for liyu does not write customers' numbers, tokens or session ids to the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_trace_level_the_log_holds_no_token_session_or_personal_number() {
+    let (log, secrets) = exercise_and_read_the_log("trace").await;
+    assert!(log.contains("TRACE"), "trace logging was on:\n{log}");
+    for (what, secret) in secrets {
+        if what.ends_with("message") || what == "a checked text" {
+            continue;
+        }
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!log.contains(&secret), "{what} is in the trace log");
+        assert!(!log.contains(&hex), "{what} is in the trace log, in hex");
+    }
+}
+
 async fn upgrade_status(proxy: &Proxy, origin: Option<&str>) -> u16 {
     let mut req = format!("ws://{}/ws", proxy.addr)
         .into_client_request()

@@ -14,9 +14,25 @@ use tokio::task::JoinHandle;
 
 /// Logs go to stderr; `RUST_LOG` sets the level (default `default`). No message text is logged at
 /// info.
+///
+/// tungstenite logs every frame and message it handles at trace, payload included: customers'
+/// messages with their phone and ID numbers, and whatever the chat system puts in its frames. So
+/// when the filter would let trace through, the WebSocket libraries are held at debug unless
+/// `RUST_LOG` names them: trace for liyu's own code does not put customers' data in the log.
 pub fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let spec = std::env::var("RUST_LOG").ok();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let names_tungstenite = spec.as_deref().is_some_and(|s| s.contains("tungstenite"));
+    if filter.max_level_hint() == Some(tracing_subscriber::filter::LevelFilter::TRACE)
+        && !names_tungstenite
+    {
+        for directive in ["tungstenite=debug", "tokio_tungstenite=debug"] {
+            if let Ok(d) = directive.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -90,6 +90,17 @@ if [ -z "${LIYU_TEST_POSTGRES:-}" ]; then
     export LIYU_TEST_POSTGRES="postgres://liyu@127.0.0.1:$pg_port/liyu_test"
 fi
 
+# Every test's temporary files (SQLite stores, the served processes' folders, browser profiles) go
+# in one folder of this run, removed at the end whatever a test left behind. (After PostgreSQL's
+# start: its cluster, run as another user, stays in the system's temporary folder.)
+tests_tmp=$(mktemp -d "${TMPDIR:-/tmp}/liyu-tests.XXXXXX")
+export TMPDIR=$tests_tmp
+on_exit() {
+    rm -rf "$tests_tmp"
+    if declare -F stop_pg >/dev/null; then stop_pg; fi
+}
+trap on_exit EXIT
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -114,9 +114,17 @@ fn development_set_generalises() {
 
 #[test]
 fn ordinary_text_is_almost_never_flagged() {
-    let text = std::fs::read_to_string(repo("tests/data/ordinary.txt")).unwrap();
+    // ordinary2.txt was written later, without reading the rules: 0 of its 400 lines flagged on
+    // first measurement.
+    for file in ["tests/data/ordinary.txt", "tests/data/ordinary2.txt"] {
+        ordinary_file_is_almost_never_flagged(file);
+    }
+}
+
+fn ordinary_file_is_almost_never_flagged(file: &str) {
+    let text = std::fs::read_to_string(repo(file)).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(lines.len() >= 400);
+    assert!(lines.len() >= 400, "{file}");
     let flagged: Vec<String> = lines
         .iter()
         .filter_map(|l| {
@@ -132,7 +140,7 @@ fn ordinary_text_is_almost_never_flagged() {
     // News, product reviews and polite replies: at most 1 in 200 flagged at warn or above.
     assert!(
         flagged.len() * 200 <= lines.len(),
-        "{} of {} ordinary lines flagged:\n{}",
+        "{} of {} lines of {file} flagged:\n{}",
         flagged.len(),
         lines.len(),
         flagged.join("\n")
@@ -142,11 +150,12 @@ fn ordinary_text_is_almost_never_flagged() {
 #[test]
 fn held_out_sets_stay_above_their_measured_level() {
     // Written without seeing the rules. Their first scores (holdout 0.755 / 1.000, holdout2
-    // 0.811 / 0.973) were taken before any rule was written from their misses; this guards against
-    // regressions, it does not measure generalisation any more.
+    // 0.811 / 0.973, holdout3 0.750 / 0.989) were taken before any rule was written from their
+    // misses; this guards against regressions, it does not measure generalisation any more.
     for (file, recall) in [
         ("tests/data/holdout.jsonl", 0.95),
-        ("tests/data/holdout2.jsonl", 0.85),
+        ("tests/data/holdout2.jsonl", 0.95),
+        ("tests/data/holdout3.jsonl", 0.95),
     ] {
         let set = labelled(&repo(file));
         assert_score(file, &score(&set), recall, 0.95, 0.95);

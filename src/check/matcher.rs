@@ -23,6 +23,7 @@ use aho_corasick::{dfa, Anchored as AcAnchored, MatchKind};
 use regex::{Regex, RegexSet};
 use regex_automata::{meta, Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Hir, HirKind};
 
 use super::lexicon::{Detector, Rule};
 use super::normalize::{normalize_into, Normalized};
@@ -334,7 +335,7 @@ struct Anchor {
     back: Option<usize>,
 }
 
-/// Up to how many bytes before its one anchor a match is confirmed by trying each start.
+/// Up to how many bytes before an anchor a match is confirmed by trying each start.
 const SHORT_BACK: usize = 12;
 
 /// At most this many anchors per pattern: two rare ones already make a confirmation rare.
@@ -350,11 +351,7 @@ const MAX_ANCHORS: usize = 2;
 /// concatenation is a candidate: the literals that start the rest of the pattern there (three
 /// characters while that stays few, else two, else one), scored by [`Rarity`]. The regex runs only
 /// where all the chosen sets were found.
-fn anchors(pattern: &str) -> Vec<Anchor> {
-    use regex_syntax::hir::{Hir, HirKind};
-    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
-        return Vec::new();
-    };
+fn anchors(hir: &Hir) -> Vec<Anchor> {
     let parts: Vec<Hir> = match hir.kind() {
         HirKind::Concat(parts) => parts.clone(),
         _ => vec![hir.clone()],
@@ -420,8 +417,8 @@ impl Rarity {
         self.expected.total_cmp(&other.expected)
     }
 
-    /// Rare enough to be worth a second anchor: words, not single characters, which would fire on
-    /// most messages and buy nothing.
+    /// Rare on its own: a short list of words, not single characters, which fire on many
+    /// messages. (Two sets that are not selective may still be, together: see [`anchors`].)
     fn selective(&self) -> bool {
         self.shortest >= 2 && self.count <= 24
     }
@@ -429,15 +426,14 @@ impl Rarity {
 
 /// The characters every match of `pattern` starts with, when there are at most 64 of them (none
 /// when a match can be empty or start with any of a large class).
-fn first_chars(pattern: &str) -> Option<Vec<char>> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+fn first_chars(hir: &Hir) -> Option<Vec<char>> {
     let mut extractor = Extractor::new();
     extractor
         .kind(ExtractKind::Prefix)
         .limit_class(64)
         .limit_literal_len(4)
         .limit_total(64);
-    let seq = extractor.extract(&hir);
+    let seq = extractor.extract(hir);
     let mut first = Vec::new();
     for literal in seq.literals()? {
         // A prefix may have been cut inside a character: only its first whole one counts.
@@ -454,7 +450,7 @@ fn first_chars(pattern: &str) -> Option<Vec<char>> {
 }
 
 /// The literals every match of `hir` starts with: the longest that stay few.
-fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Vec<u8>>> {
+fn required_prefixes(hir: &Hir) -> Option<Vec<Vec<u8>>> {
     // Thousands of needles make the one automaton slower for every message; three characters while
     // that stays few, else two characters while that stays below the hard limit, and one character
     // only as the last resort.
@@ -531,7 +527,10 @@ impl Matcher {
                 }
             }
             for p in &f.patterns {
-                let anchors = anchors(&p.value);
+                // Parsed once for both analyses; a pattern that does not parse has neither, and
+                // the regex set below reports its error.
+                let hir = regex_syntax::Parser::new().parse(&p.value).ok();
+                let anchors = hir.as_ref().map_or_else(Vec::new, anchors);
                 match anchors.is_empty() {
                     false => {
                         let re = meta::Regex::new(&p.value).map_err(|e| e.to_string())?;
@@ -540,7 +539,7 @@ impl Matcher {
                             re,
                             rule: r,
                             backs: anchors.iter().map(|a| a.back).collect(),
-                            first: first_chars(&p.value),
+                            first: hir.as_ref().and_then(first_chars),
                         });
                         for (a, anchor) in anchors.into_iter().enumerate() {
                             for literal in anchor.literals {
@@ -883,8 +882,41 @@ fn mark_quoted(text: &str, hits: &mut [Hit]) {
 mod tests {
     use super::*;
 
+    fn parse(pattern: &str) -> Hir {
+        regex_syntax::Parser::new().parse(pattern).unwrap()
+    }
+
+    fn first_chars(pattern: &str) -> Option<Vec<char>> {
+        super::first_chars(&parse(pattern))
+    }
+
+    /// A checker of one rule with one pattern (its example is checked when the lexicon loads).
+    fn checker_of(category: &str, pattern: &str, example: &str) -> crate::check::Checker {
+        let lexicon = crate::check::Lexicon::from_sources([(
+            "t.toml".to_string(),
+            format!(
+                r#"
+category = "{category}"
+
+[[rule]]
+id = "{category}.t"
+severity = "warn"
+message = "m"
+suggestions = ["请稍等"]
+source = "common practice"
+patterns = ['{pattern}']
+examples = ["{example}"]
+"#
+            ),
+        )]);
+        let Ok(lexicon) = lexicon else {
+            panic!("{:?}", lexicon.err())
+        };
+        crate::check::Checker::new(lexicon).unwrap()
+    }
+
     fn literals(pattern: &str) -> Vec<Vec<String>> {
-        anchors(pattern)
+        anchors(&parse(pattern))
             .into_iter()
             .map(|a| {
                 a.literals
@@ -921,26 +953,7 @@ mod tests {
         // together are, so both are anchors and the regex runs only where both were found.
         let a = literals("(找|问)[^我]{0,3}(去|吧)");
         assert_eq!(a.len(), 2, "{a:?}");
-        let lexicon = crate::check::Lexicon::from_sources([(
-            "t.toml".to_string(),
-            r#"
-category = "deflection"
-
-[[rule]]
-id = "deflection.t"
-severity = "warn"
-message = "m"
-suggestions = ["请稍等"]
-source = "common practice"
-patterns = ["(找|问)[^我]{0,3}(去|吧)"]
-examples = ["你找别人去"]
-"#
-            .to_string(),
-        )]);
-        let Ok(lexicon) = lexicon else {
-            panic!("{:?}", lexicon.err())
-        };
-        let checker = crate::check::Checker::new(lexicon).unwrap();
+        let checker = checker_of("deflection", "(找|问)[^我]{0,3}(去|吧)", "你找别人去");
         let f = checker.check("这事你找前台去,我不管");
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].matched, "找前台去");
@@ -966,31 +979,16 @@ examples = ["你找别人去"]
     #[test]
     fn anchors_of_a_pattern_without_required_literals() {
         // Any two ideographs: no literal set small enough for the automaton.
-        assert!(anchors(r"\p{Han}{2}").is_empty());
+        assert!(anchors(&parse(r"\p{Han}{2}")).is_empty());
     }
 
     #[test]
     fn a_match_that_starts_before_its_anchor_is_found() {
-        let lexicon = crate::check::Lexicon::from_sources([(
-            "t.toml".to_string(),
-            r#"
-category = "impatience"
-
-[[rule]]
-id = "impatience.t"
-severity = "warn"
-message = "m"
-suggestions = ["请稍等"]
-source = "common practice"
-patterns = ["(等|看|问)(一下)?(你|您)?(又|也)(不会死|死不了)"]
-examples = ["问一下又不会死"]
-"#
-            .to_string(),
-        )]);
-        let Ok(lexicon) = lexicon else {
-            panic!("{:?}", lexicon.err())
-        };
-        let checker = crate::check::Checker::new(lexicon).unwrap();
+        let checker = checker_of(
+            "impatience",
+            "(等|看|问)(一下)?(你|您)?(又|也)(不会死|死不了)",
+            "问一下又不会死",
+        );
         let f = checker.check("你就等一下你又不会死!");
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].matched, "等一下你又不会死");

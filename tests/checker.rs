@@ -1,9 +1,11 @@
 //! The checker through its library API: the shipped rules' own examples, the false-positive guards
 //! and the evasions (each pinned by name), exact spans, and bad input.
 
+use std::collections::HashSet;
+
 use liyu::{Category, Checker, Lexicon};
 
-use crate::util::{checker, flags, utf16_slice};
+use crate::util::{checker, flags, repo, utf16_slice};
 
 #[test]
 fn every_example_of_every_shipped_rule_holds() {
@@ -133,6 +135,41 @@ fn a_one_megabyte_message_is_checked_whole() {
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].matched, "有牌子,自己看");
     assert_eq!(&text[f[0].bytes.clone()], "有牌子,自己看");
+}
+
+#[test]
+fn a_long_document_finds_what_its_lines_find_at_the_same_places() {
+    // 2,000 chat lines pasted as one text: every finding of a line alone is found in the whole, at
+    // the line's offset (in UTF-16 units, as a console indexes). Long texts have thousands of near
+    // terms and overlapping findings, the cases that once made the check quadratic.
+    let text = std::fs::read_to_string(repo("benches/data/chat.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let whole = lines.join("\n");
+    let found: HashSet<(String, usize, usize)> = checker()
+        .check(&whole)
+        .into_iter()
+        .map(|f| (f.rule, f.start, f.end))
+        .collect();
+    let (mut offset, mut expected) = (0, 0);
+    for line in &lines {
+        let len = line.encode_utf16().count();
+        // A pattern may be anchored at the message's start or end (`^`, `$`), which a line inside
+        // the document is not: those findings are not expected in it.
+        for f in checker()
+            .check(line)
+            .into_iter()
+            .filter(|f| f.start > 0 && f.end < len)
+        {
+            expected += 1;
+            let at = (f.rule.clone(), f.start + offset, f.end + offset);
+            assert!(
+                found.contains(&at),
+                "{line:?}: {f:?} not found in the whole text"
+            );
+        }
+        offset += len + 1;
+    }
+    assert!(expected >= 30, "{expected}");
 }
 
 #[test]

@@ -251,8 +251,6 @@ struct Scratch {
     pattern_hits: Vec<(u32, u8, usize)>,
     /// (anchor, start) of one pattern
     found: Vec<(u8, usize)>,
-    /// Several rules may share a word needle; jieba answers once per span: (start, end, stands).
-    word_cache: Vec<(usize, usize, bool)>,
 }
 
 impl Scratch {
@@ -261,7 +259,6 @@ impl Scratch {
         self.near_hits.clear();
         self.pattern_hits.clear();
         self.found.clear();
-        self.word_cache.clear();
     }
 }
 
@@ -645,7 +642,6 @@ impl Matcher {
             near_hits,
             pattern_hits,
             found,
-            word_cache,
         } = s;
         normalize_into(text, view);
         let view = view.as_str();
@@ -654,6 +650,9 @@ impl Matcher {
 
         if let Some(needles) = &self.needles {
             needles.for_each(view.as_bytes(), |needle, start, end| {
+                // Several rules may share a word needle (each needle is one distinct form): jieba
+                // answers once per occurrence.
+                let mut stands: Option<bool> = None;
                 for u in &self.uses[needle] {
                     match *u {
                         Use::Phrase { rule, breaks } => {
@@ -665,21 +664,9 @@ impl Matcher {
                             }
                         }
                         Use::Word { rule } => {
-                            let ok = match word_cache
-                                .iter()
-                                .find(|(s, e, _)| *s == start && *e == end)
-                            {
-                                Some(&(_, _, ok)) => ok,
-                                None => {
-                                    let ok = segment::stands_as_word(
-                                        with_map(&mut mapped, text),
-                                        start,
-                                        end,
-                                    );
-                                    word_cache.push((start, end, ok));
-                                    ok
-                                }
-                            };
+                            let ok = *stands.get_or_insert_with(|| {
+                                segment::stands_as_word(with_map(&mut mapped, text), start, end)
+                            });
                             if ok {
                                 spans.push(Span { rule, start, end });
                             }
@@ -772,18 +759,24 @@ impl Matcher {
 
     /// Turns near-term hits into spans: each group's terms in order, at most `window` characters
     /// apart.
+    ///
+    /// A long message (a pasted document) can hold thousands of term hits, so each step looks up
+    /// the next term by binary search and counts at most `window + 1` characters: linear in the
+    /// hits, where a scan of every later hit with a full count of the characters between was
+    /// quadratic in the length of the text.
     fn chain_near(&self, view: &str, hits: &mut [(u32, u16, usize, usize)], spans: &mut Vec<Span>) {
         hits.sort_unstable();
-        let mut i = 0;
-        while i < hits.len() {
-            let group = hits[i].0;
-            let mut j = i;
-            while j < hits.len() && hits[j].0 == group {
-                j += 1;
-            }
-            let g = self.near[group as usize];
-            let of_group = &hits[i..j];
-            let term = |t: u16| of_group.iter().filter(move |h| h.1 == t);
+        for of_group in hits.chunk_by(|a, b| a.0 == b.0) {
+            let g = self.near[of_group[0].0 as usize];
+            // The hits of term `t`, in order of start (the sort put them so).
+            let term = |t: u16| {
+                let lo = of_group.partition_point(|h| h.1 < t);
+                let hi = of_group.partition_point(|h| h.1 <= t);
+                &of_group[lo..hi]
+            };
+            let within = |from: usize, to: usize| {
+                view[from..to].chars().take(g.window + 1).count() <= g.window
+            };
             let mut covered_to = 0;
             for first in term(0) {
                 if first.2 < covered_to {
@@ -792,8 +785,12 @@ impl Matcher {
                 let mut end = first.3;
                 let mut complete = true;
                 for t in 1..g.terms {
-                    let next =
-                        term(t).find(|h| h.2 >= end && view[end..h.2].chars().count() <= g.window);
+                    // The nearest hit of the next term at or after `end`: a later one is only
+                    // farther away, so when this one is out of the window, all of them are.
+                    let of_term = term(t);
+                    let next = of_term
+                        .get(of_term.partition_point(|h| h.2 < end))
+                        .filter(|h| within(end, h.2));
                     match next {
                         Some(h) => end = h.3,
                         None => {
@@ -811,7 +808,6 @@ impl Matcher {
                     covered_to = end;
                 }
             }
-            i = j;
         }
     }
 }

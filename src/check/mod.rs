@@ -350,11 +350,14 @@ impl<'a> Utf16Cursor<'a> {
     }
 
     fn at(&mut self, byte: usize) -> usize {
-        if byte < self.byte {
-            self.byte = 0;
-            self.units = 0;
+        // Findings come in order of start, but one's end lies past the next one's start when they
+        // overlap: step back from where the cursor is rather than recount from the beginning,
+        // which made a long text with many findings quadratic.
+        if byte >= self.byte {
+            self.units += self.text[self.byte..byte].encode_utf16().count();
+        } else {
+            self.units -= self.text[byte..self.byte].encode_utf16().count();
         }
-        self.units += self.text[self.byte..byte].encode_utf16().count();
         self.byte = byte;
         self.units
     }
@@ -380,6 +383,9 @@ mod tests {
         assert_eq!(c.at(1), 1);
         assert_eq!(c.at(5), 3);
         assert_eq!(c.at(8), 4);
+        assert_eq!(c.at(5), 3);
+        assert_eq!(c.at(1), 1);
+        assert_eq!(c.at(9), 5);
         assert_eq!(c.at(0), 0);
     }
 }

@@ -264,7 +264,9 @@ impl Lexicon {
         &self.files
     }
 
-    /// How many surface forms the rules list (phrases, words, near alternatives and patterns).
+    /// How many surface forms the rules list: phrases, words, patterns, and each alternative of
+    /// each near term once. (Counting the combinations a near chain accepts instead would make one
+    /// four-term rule weigh more than the rest of the lexicon.)
     pub fn surface_forms(&self) -> usize {
         self.rules
             .iter()
@@ -275,7 +277,7 @@ impl Lexicon {
                     + f.patterns.len()
                     + f.near
                         .iter()
-                        .map(|n| n.value.iter().map(Vec::len).product::<usize>())
+                        .flat_map(|n| n.value.iter().map(Vec::len))
                         .sum::<usize>()
             })
             .sum()

@@ -149,8 +149,8 @@ fn ordinary_text_is_almost_never_flagged() {
 fn held_out_sets_stay_above_their_measured_level() {
     // Written without seeing the rules. Their first scores (holdout 0.755 / 1.000, holdout2
     // 0.811 / 0.973, holdout3 0.750 / 0.989, holdout4 0.664 / 1.000, holdout5 0.547 / 1.000,
-    // holdout6 0.685 / 0.984) were taken before any rule was written from their misses; this
-    // guards against regressions, it does not measure generalisation any more.
+    // holdout6 0.685 / 0.984, holdout7 0.824 / 1.000) were taken before any rule was written from
+    // their misses; this guards against regressions, it does not measure generalisation any more.
     for (file, recall) in [
         ("tests/data/holdout.jsonl", 0.95),
         ("tests/data/holdout2.jsonl", 0.95),
@@ -158,6 +158,7 @@ fn held_out_sets_stay_above_their_measured_level() {
         ("tests/data/holdout4.jsonl", 0.95),
         ("tests/data/holdout5.jsonl", 0.95),
         ("tests/data/holdout6.jsonl", 0.95),
+        ("tests/data/holdout7.jsonl", 0.80),
     ] {
         let set = labelled(&repo(file));
         assert_score(file, &score(&set), recall, 0.95, 0.95);

@@ -8,8 +8,10 @@
 //! - `raw-ac` (the ceiling): one Aho-Corasick overlapping scan with the same literal forms over text
 //!   that was normalised beforehand, counting matches and nothing else, through the crate's
 //!   overlapping iterator;
-//! - `raw-loop` (a higher ceiling): the same DFA stepped by a hand-written loop, as liyu's matcher
-//!   steps its own, so that liyu's ratio is also given against the fastest scan we know how to write;
+//! - `raw-loop` (a higher ceiling): the same DFA stepped by a hand-written loop, the fastest scan of
+//!   the `aho-corasick` crate we know how to write;
+//! - `raw-daac`: the same forms in the automaton liyu's matcher uses (`daachorse`'s character-wise
+//!   double array), through its overlapping iterator, counting matches and nothing else;
 //! - `naive`: jieba cuts every message and every word is looked up in a set of the forms.
 //!
 //! Each runs on three corpora: the clean messages, all messages (mixed), and the messages joined into
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use aho_corasick::automaton::Automaton;
 use aho_corasick::{dfa, AhoCorasick, AhoCorasickKind, Anchored, MatchKind};
 use criterion::{Criterion, Throughput};
+use daachorse::CharwiseDoubleArrayAhoCorasick;
 use jieba_rs::Jieba;
 use liyu::check::normalize::{normalize_into, Normalized};
 use liyu::{Checker, Lexicon};
@@ -131,6 +134,8 @@ fn main() {
         .match_kind(MatchKind::Standard)
         .build(&forms)
         .expect("automaton");
+    let daac: CharwiseDoubleArrayAhoCorasick<u32> =
+        CharwiseDoubleArrayAhoCorasick::new(&forms).expect("automaton");
     let jieba = Jieba::new();
     let form_set: HashSet<&str> = forms.iter().map(String::as_str).collect();
     let corpora = corpora(&checker);
@@ -170,6 +175,15 @@ fn main() {
                 n
             })
         });
+        g.bench_function("raw-daac", |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for m in &corpus.normalized {
+                    n += daac.find_overlapping_iter(black_box(m.as_str())).count();
+                }
+                n
+            })
+        });
         g.bench_function("normalise-only", |b| {
             let mut view = String::new();
             b.iter(|| {
@@ -201,8 +215,13 @@ fn main() {
         b.iter(|| Checker::new(black_box(lexicon.clone())).unwrap())
     });
     c.final_summary();
-    summary(&corpora, &checker, &ac, &dfa, &jieba, &form_set, &lexicon);
-    cold(&corpora[0], &checker, &dfa);
+    let raw = Raw {
+        ac: &ac,
+        dfa: &dfa,
+        daac: &daac,
+    };
+    summary(&corpora, &checker, &raw, &jieba, &form_set, &lexicon);
+    cold(&corpora[0], &checker, &raw);
 }
 
 /// Median ns per pass of `f` over a corpus, from a few quick repeats (criterion's report above has
@@ -219,11 +238,17 @@ fn median_ns(mut f: impl FnMut() -> usize) -> f64 {
     times[times.len() / 2]
 }
 
+/// The ceilings: the same forms scanned by each automaton, counting matches.
+struct Raw<'a> {
+    ac: &'a AhoCorasick,
+    dfa: &'a dfa::DFA,
+    daac: &'a CharwiseDoubleArrayAhoCorasick<u32>,
+}
+
 fn summary(
     corpora: &[Corpus],
     checker: &Checker,
-    ac: &AhoCorasick,
-    dfa: &dfa::DFA,
+    raw: &Raw,
     jieba: &Jieba,
     form_set: &HashSet<&str>,
     lexicon: &Lexicon,
@@ -236,34 +261,43 @@ fn summary(
         form_set.len()
     );
     println!(
-        "{:<6} {:>6} {:>12} {:>8} {:>11} {:>13} {:>13} {:>11} {:>13} {:>11}",
+        "{:<6} {:>6} {:>12} {:>8} {:>11} {:>13} {:>13} {:>13} {:>11} {:>13} {:>13} {:>11}",
         "corpus",
         "msgs",
         "liyu ns/msg",
         "MB/s",
         "raw-ac ns",
         "raw-loop ns",
+        "raw-daac ns",
         "naive ns",
         "liyu/raw-ac",
         "liyu/raw-loop",
+        "liyu/raw-daac",
         "liyu/naive"
     );
     let mut bounds = Vec::new();
     for corpus in corpora {
         let n = corpus.messages.len() as f64;
         let liyu = median_ns(|| corpus.messages.iter().map(|m| checker.check(m).len()).sum());
-        let raw = median_ns(|| {
+        let ac = median_ns(|| {
             corpus
                 .normalized
                 .iter()
-                .map(|m| ac.find_overlapping_iter(m.as_str()).count())
+                .map(|m| raw.ac.find_overlapping_iter(m.as_str()).count())
                 .sum()
         });
         let raw_hand = median_ns(|| {
             corpus
                 .normalized
                 .iter()
-                .map(|m| raw_loop(dfa, m.as_bytes()))
+                .map(|m| raw_loop(raw.dfa, m.as_bytes()))
+                .sum()
+        });
+        let daac = median_ns(|| {
+            corpus
+                .normalized
+                .iter()
+                .map(|m| raw.daac.find_overlapping_iter(m.as_str()).count())
                 .sum()
         });
         let naive = median_ns(|| {
@@ -280,19 +314,21 @@ fn summary(
                 })
                 .sum()
         });
-        bounds.push((corpus.name, naive / n, raw / n));
+        bounds.push((corpus.name, naive / n, ac / n));
         let mbs = |ns: f64| corpus.bytes as f64 / ns * 1e9 / 1e6;
         println!(
-            "{:<6} {:>6} {:>12.0} {:>8.1} {:>11.0} {:>13.0} {:>13.0} {:>10.2}x {:>12.2}x {:>10.1}x",
+            "{:<6} {:>6} {:>12.0} {:>8.1} {:>11.0} {:>13.0} {:>13.0} {:>13.0} {:>10.2}x {:>12.2}x {:>12.2}x {:>10.1}x",
             corpus.name,
             corpus.messages.len(),
             liyu / n,
             mbs(liyu),
-            raw / n,
+            ac / n,
             raw_hand / n,
+            daac / n,
             naive / n,
-            raw / liyu,
+            ac / liyu,
             raw_hand / liyu,
+            daac / liyu,
             naive / liyu
         );
     }
@@ -319,14 +355,14 @@ fn summary(
 /// One check of each message of `corpus` with cold caches: 64 MiB are written between messages, so
 /// the automaton, the tables and the code come from memory, as they do in a proxy busy with other
 /// work. Each check is timed alone (the clock's own cost, ~20 ns, is in the figure).
-fn cold(corpus: &Corpus, checker: &Checker, dfa: &dfa::DFA) {
+fn cold(corpus: &Corpus, checker: &Checker, raw: &Raw) {
     let mut junk = vec![0u64; 8 << 20];
     let mut evict = |k: usize| {
         for (i, x) in junk.iter_mut().enumerate().step_by(8) {
             *x = x.wrapping_add((i + k) as u64);
         }
     };
-    let (mut liyu, mut raw) = (Vec::new(), Vec::new());
+    let (mut liyu, mut hand, mut daac) = (Vec::new(), Vec::new(), Vec::new());
     for (k, (m, v)) in corpus.messages.iter().zip(&corpus.normalized).enumerate() {
         evict(k);
         let t = Instant::now();
@@ -334,18 +370,23 @@ fn cold(corpus: &Corpus, checker: &Checker, dfa: &dfa::DFA) {
         liyu.push(t.elapsed().as_nanos() as f64);
         evict(k);
         let t = Instant::now();
-        black_box(raw_loop(dfa, black_box(v.as_bytes())));
-        raw.push(t.elapsed().as_nanos() as f64);
+        black_box(raw_loop(raw.dfa, black_box(v.as_bytes())));
+        hand.push(t.elapsed().as_nanos() as f64);
+        evict(k);
+        let t = Instant::now();
+        black_box(raw.daac.find_overlapping_iter(black_box(v)).count());
+        daac.push(t.elapsed().as_nanos() as f64);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "cold caches ({} {} messages, 64 MiB written between them): liyu {:.1} us/msg, raw-loop {:.1} us/msg (medians)",
+        "cold caches ({} {} messages, 64 MiB written between them): liyu {:.1} us/msg, raw-loop {:.1} us/msg, raw-daac {:.1} us/msg (medians)",
         corpus.messages.len(),
         corpus.name,
         median(&mut liyu) / 1e3,
-        median(&mut raw) / 1e3
+        median(&mut hand) / 1e3,
+        median(&mut daac) / 1e3
     );
 }

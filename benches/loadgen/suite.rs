@@ -555,14 +555,15 @@ fn priority() -> String {
     }
 }
 
-/// The checker bench's summary rows (benches/checker.rs): corpus → (liyu, raw-ac, raw-loop, naive)
-/// ns/message.
+/// The checker bench's summary rows (benches/checker.rs): corpus → (liyu, raw-ac, raw-loop,
+/// raw-daac, naive) ns/message.
 struct CheckerRow {
     corpus: String,
     liyu_ns: f64,
     liyu_mbs: f64,
     raw_ns: f64,
     raw_loop_ns: f64,
+    raw_daac_ns: f64,
     naive_ns: f64,
 }
 
@@ -579,12 +580,18 @@ fn parse_checker(text: &str) -> (Vec<CheckerRow>, Option<String>, Option<String>
             cold = Some(rest.to_string());
         }
         let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 || !matches!(f[0], "clean" | "mixed" | "long") {
+        if f.len() < 12 || !matches!(f[0], "clean" | "mixed" | "long") {
             continue;
         }
         let num = |i: usize| f[i].trim_end_matches('x').parse::<f64>().ok();
-        if let (Some(liyu_ns), Some(liyu_mbs), Some(raw_ns), Some(raw_loop_ns), Some(naive_ns)) =
-            (num(2), num(3), num(4), num(5), num(6))
+        if let (
+            Some(liyu_ns),
+            Some(liyu_mbs),
+            Some(raw_ns),
+            Some(raw_loop_ns),
+            Some(raw_daac_ns),
+            Some(naive_ns),
+        ) = (num(2), num(3), num(4), num(5), num(6), num(7))
         {
             rows.push(CheckerRow {
                 corpus: f[0].to_string(),
@@ -592,6 +599,7 @@ fn parse_checker(text: &str) -> (Vec<CheckerRow>, Option<String>, Option<String>
                 liyu_mbs,
                 raw_ns,
                 raw_loop_ns,
+                raw_daac_ns,
                 naive_ns,
             });
         }
@@ -673,7 +681,7 @@ impl Report {
                 push(
                     &mut o,
                     format!(
-                        "| checker, {} corpus: speed vs raw Aho-Corasick (crate's iterator; hand loop) | {:.2} × ({:.0} vs {:.0} ns/msg, {:.0} MB/s); {:.2} × ({:.0} ns/msg) | {} | {} |",
+                        "| checker, {} corpus: speed vs raw Aho-Corasick (crate's iterator; hand loop; daachorse) | {:.2} × ({:.0} vs {:.0} ns/msg, {:.0} MB/s); {:.2} × ({:.0} ns/msg); {:.2} × ({:.0} ns/msg) | {} | {} |",
                         r.corpus,
                         share,
                         r.liyu_ns,
@@ -681,6 +689,8 @@ impl Report {
                         r.liyu_mbs,
                         r.raw_loop_ns / r.liyu_ns,
                         r.raw_loop_ns,
+                        r.raw_daac_ns / r.liyu_ns,
+                        r.raw_daac_ns,
                         target.map_or("–".into(), |t| format!("≥ {t} ×")),
                         target.map_or("", |t| verdict(share >= t))
                     ),

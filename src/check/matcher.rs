@@ -18,8 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::{dfa, Anchored as AcAnchored, MatchKind};
+use daachorse::CharwiseDoubleArrayAhoCorasick;
 use regex::{Regex, RegexSet};
 use regex_automata::{meta, Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -278,46 +277,43 @@ pub(crate) struct Matcher {
     detectors: Vec<(Detector, usize)>,
 }
 
-/// Every literal form of the lexicon in one Aho-Corasick DFA, stepped over the view by hand.
+/// Every literal form of the lexicon in one Aho-Corasick automaton over characters.
 ///
-/// The crate's overlapping iterator keeps its position in a state object and re-checks it on every
-/// byte so that it can stop and resume between matches; this loop reports a match through a closure
-/// instead and so is a single load per byte, which takes about 40 % off the scan of a clean message
-/// (aho-corasick exposes the automaton for exactly this, through its `Automaton` trait).
-#[derive(Debug)]
+/// The needles are Chinese: thousands of forms over about 1,300 distinct characters, three bytes
+/// each in UTF-8. A byte-wise DFA (the `aho-corasick` crate's, stepped by hand) took three dependent
+/// table loads per character in a 21 MiB table for 11,000 needles, ten times the L2 cache, and the
+/// scan was half of a clean message's cost. `daachorse`'s character-wise double array maps each
+/// character to a code ranked by frequency and takes one step per character in 0.7 MiB for the
+/// same needles, with the same overlapping matches.
 struct Needles {
-    dfa: dfa::DFA,
-    start: StateID,
+    automaton: CharwiseDoubleArrayAhoCorasick<u32>,
+}
+
+impl std::fmt::Debug for Needles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Needles")
+            .field("states", &self.automaton.num_states())
+            .finish()
+    }
 }
 
 impl Needles {
     fn new(needles: &[Vec<u8>]) -> Result<Needles, String> {
-        // Overlapping matches need the standard match semantics.
-        let dfa = dfa::DFA::builder()
-            .match_kind(MatchKind::Standard)
-            .build(needles)
-            .map_err(|e| e.to_string())?;
-        let start = dfa.start_state(AcAnchored::No).map_err(|e| e.to_string())?;
-        Ok(Needles { dfa, start })
+        let needles = needles
+            .iter()
+            .map(|n| std::str::from_utf8(n).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<&str>, String>>()?;
+        // The standard match kind reports overlapping matches.
+        let automaton = CharwiseDoubleArrayAhoCorasick::new(needles).map_err(|e| e.to_string())?;
+        Ok(Needles { automaton })
     }
 
     /// Calls `f(needle, start, end)` for every occurrence of every needle in `haystack`, overlapping
-    /// ones included, in order of their end (as the crate's overlapping iterator reports them).
+    /// ones included, in order of their end.
     #[inline]
-    fn for_each(&self, haystack: &[u8], mut f: impl FnMut(usize, usize, usize)) {
-        let dfa = &self.dfa;
-        let mut sid = self.start;
-        for (i, &b) in haystack.iter().enumerate() {
-            sid = dfa.next_state(AcAnchored::No, sid, b);
-            // Only special states (match, start, dead) need a second look; an unanchored search with
-            // standard semantics never reaches the dead state.
-            if dfa.is_special(sid) && dfa.is_match(sid) {
-                for k in 0..dfa.match_len(sid) {
-                    let needle = dfa.match_pattern(sid, k);
-                    let end = i + 1;
-                    f(needle.as_usize(), end - dfa.pattern_len(needle), end);
-                }
-            }
+    fn for_each(&self, haystack: &str, mut f: impl FnMut(usize, usize, usize)) {
+        for m in self.automaton.find_overlapping_iter(haystack) {
+            f(m.value() as usize, m.start(), m.end());
         }
     }
 }
@@ -463,15 +459,28 @@ fn required_prefixes(hir: &Hir) -> Option<Vec<Vec<u8>>> {
         let Some(literals) = seq.literals() else {
             continue;
         };
-        if literals.is_empty()
-            || literals.len() > most
-            || literals.iter().any(|l| l.as_bytes().is_empty())
-        {
+        // The automaton steps over whole characters, and a prefix cut at a byte limit may end
+        // inside one: the whole characters before the cut are still a prefix of every match.
+        let mut whole: Vec<Vec<u8>> = literals
+            .iter()
+            .map(|l| whole_chars(l.as_bytes()).to_vec())
+            .collect();
+        whole.sort_unstable();
+        whole.dedup();
+        if whole.is_empty() || whole.len() > most || whole.iter().any(Vec::is_empty) {
             continue;
         }
-        return Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect());
+        return Some(whole);
     }
     None
+}
+
+/// The longest prefix of `bytes` that is whole UTF-8 characters.
+fn whole_chars(bytes: &[u8]) -> &[u8] {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => bytes,
+        Err(e) => &bytes[..e.valid_up_to()],
+    }
 }
 
 impl Matcher {
@@ -608,7 +617,9 @@ impl Matcher {
 
     /// The heap the needle automaton takes, in bytes: what a message's scan may touch.
     pub(crate) fn automaton_bytes(&self) -> usize {
-        self.needles.as_ref().map_or(0, |n| n.dfa.memory_usage())
+        self.needles
+            .as_ref()
+            .map_or(0, |n| n.automaton.heap_bytes())
     }
 
     /// The rules (by index) and patterns that have no literal prefix and so run on every message.
@@ -649,7 +660,7 @@ impl Matcher {
         let mut mapped: Option<Normalized> = None;
 
         if let Some(needles) = &self.needles {
-            needles.for_each(view.as_bytes(), |needle, start, end| {
+            needles.for_each(view, |needle, start, end| {
                 // Several rules may share a word needle (each needle is one distinct form): jieba
                 // answers once per occurrence.
                 let mut stands: Option<bool> = None;
@@ -989,5 +1000,18 @@ examples = ["{example}"]
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].matched, "等一下你又不会死");
         assert!(checker.check("这个问题不会影响您").is_empty());
+    }
+
+    #[test]
+    fn a_pattern_prefix_cut_inside_a_character_still_anchors_the_pattern() {
+        // The literal prefix is cut at nine bytes, inside 己: the automaton steps over whole
+        // characters, so the anchor must end before it.
+        let prefixes = required_prefixes(&parse("a1你自己看")).unwrap();
+        assert_eq!(prefixes, vec!["a1你自".as_bytes().to_vec()]);
+        let checker = checker_of("deflection", "a1你自己看", "a1你自己看吧");
+        let f = checker.check("A1,你自己看吧");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].matched, "A1,你自己看");
+        assert!(checker.check("a1你自己来").is_empty());
     }
 }

@@ -21,8 +21,8 @@
 //!
 //! # Layout
 //! - [`check`]: the checker — lexicon loading ([`check::lexicon`]), normalisation with an offset map
-//!   ([`check::normalize`]), one Aho-Corasick automaton and one `RegexSet` for every rule, jieba only
-//!   around word hits, privacy detectors.
+//!   ([`check::normalize`]), one Aho-Corasick automaton for every rule's literal forms and pattern
+//!   prefixes, jieba only around word hits, privacy detectors.
 //! - [`conversation`]: per-conversation rules (greeting, farewell, reply time), also synchronous.
 //! - [`config`]: `liyu serve`'s configuration, TOML → validated [`config::Config`].
 //! - [`proxy`]: the service around the checker — WebSocket and HTTP proxying, findings frames,

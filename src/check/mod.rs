@@ -1,13 +1,14 @@
 //! The synchronous checker: lexicons in, findings out.
 //!
-//! A [`Checker`] is built once from a [`Lexicon`] (all literal forms into one Aho-Corasick automaton, all
-//! patterns into one `RegexSet`) and then shared behind an `Arc`; [`Checker::check`] takes `&self` and
+//! A [`Checker`] is built once from a [`Lexicon`] (all literal forms and the patterns' literal prefixes
+//! into one Aho-Corasick automaton, each pattern into a regex) and then shared behind an `Arc`; [`Checker::check`] takes `&self` and
 //! allocates only per call, so any number of threads may check at once. A reload builds a new checker
 //! and swaps it in; this module never touches an async runtime, a socket or a database.
 //!
 //! The path of one message:
 //! 1. [`normalize`] makes the view every form is matched against, with an offset map back;
-//! 2. the matcher scans that view once with Aho-Corasick and once with the `RegexSet`;
+//! 2. the matcher scans that view once with the automaton; a pattern's regex runs only where its
+//!    prefixes were found;
 //! 3. hits of `words` are confirmed by jieba on the clause around them only ([`segment`]);
 //! 4. `near` terms are chained, `unless` contexts cancel hits, privacy detectors run on the digits;
 //! 5. spans are mapped back to the original and given in bytes and UTF-16 code units.

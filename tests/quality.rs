@@ -162,7 +162,7 @@ fn held_out_sets_stay_above_their_measured_level() {
         ("tests/data/holdout5.jsonl", 0.95),
         ("tests/data/holdout6.jsonl", 0.95),
         ("tests/data/holdout7.jsonl", 0.95),
-        ("tests/data/holdout8.jsonl", 0.83),
+        ("tests/data/holdout8.jsonl", 0.88),
     ] {
         let set = labelled(&repo(file));
         assert_score(file, &score(&set), recall, 0.95, 0.95);

@@ -160,6 +160,8 @@ struct Prefiltered {
     backs: Vec<Option<usize>>,
     /// The characters a match can start with, when they are few (see [`first_chars`]).
     first: Option<Vec<char>>,
+    /// The longest a match can be, in bytes, when the pattern bounds it.
+    max_len: Option<usize>,
 }
 
 impl Prefiltered {
@@ -231,7 +233,23 @@ impl Prefiltered {
         while !view.is_char_boundary(lo) {
             lo -= 1;
         }
-        for m in self.re.find_iter(Input::new(view).range(lo..)) {
+        // And every match holds one of the first anchor's literals, starting no later than it: so
+        // it ends at most the pattern's longest match after the last of them. In a pasted document
+        // with an anchor near its start, the search stops there instead of running on to the end
+        // (for each such pattern: a megabyte each, on a 1 MB message).
+        let mut hi = match self.max_len {
+            Some(max) => found
+                .iter()
+                .filter(|f| f.0 == 0)
+                .map(|f| f.1)
+                .max()
+                .map_or(view.len(), |last| view.len().min(last + max)),
+            None => view.len(),
+        };
+        while !view.is_char_boundary(hi) {
+            hi += 1;
+        }
+        for m in self.re.find_iter(Input::new(view).range(lo..hi)) {
             if !m.is_empty() {
                 spans.push(Span {
                     rule: self.rule,
@@ -560,6 +578,7 @@ impl Matcher {
                             rule: r,
                             backs: anchors.iter().map(|a| a.back).collect(),
                             first: hir.as_ref().and_then(first_chars),
+                            max_len: hir.as_ref().and_then(|h| h.properties().maximum_len()),
                         };
                         let at_start = p.starts_with_anchor();
                         prefixed.push(p);

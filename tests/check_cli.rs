@@ -228,3 +228,24 @@ fn serve_names_the_line_and_key_of_a_config_mistake() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":6:1: unknown field `mdoe`"), "{err}");
 }
+
+#[test]
+fn lexicon_check_names_a_pattern_that_parses_but_does_not_compile() {
+    // The checker compiles regexes on first use; `lexicon check` compiles them all, so a pattern
+    // over the compiler's size limit is still reported where it was written, not silently unused.
+    let dir = std::env::temp_dir().join(format!("liyu-huge-lexicon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("impatience.toml"),
+        "category = \"impatience\"\n[[rule]]\nid = \"impatience.huge\"\nseverity = \"warn\"\nmessage = \"急躁\"\nsource = \"common practice\"\npatterns = ['快点(\\w{100}){100}']\nexamples = [\"快点\"]\n",
+    )
+    .unwrap();
+    let out = liyu(&["lexicon", "check", dir.to_str().unwrap()], b"");
+    std::fs::remove_dir_all(&dir).ok();
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("impatience.toml:7:13: pattern of impatience.huge does not compile"),
+        "{s}"
+    );
+}

@@ -17,6 +17,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use daachorse::CharwiseDoubleArrayAhoCorasick;
 use regex::{Regex, RegexSet};
@@ -24,7 +25,7 @@ use regex_automata::{meta, Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Hir, HirKind};
 
-use super::lexicon::{Detector, Rule};
+use super::lexicon::{Detector, Location, Rule};
 use super::normalize::{normalize_into, Normalized};
 use super::{privacy, segment};
 
@@ -55,12 +56,16 @@ enum Use {
 }
 
 /// The contexts that cancel a rule's hits.
+///
+/// Their regexes are compiled on first use (see [`Matcher::compile_all`]).
 #[derive(Debug, Default)]
 struct Unless {
-    /// All the contexts as one alternation: whether any of them is in the window at all.
-    any: Option<meta::Regex>,
     literals: Vec<String>,
-    patterns: Vec<Regex>,
+    patterns: Vec<String>,
+    /// All the contexts as one alternation: whether any of them is in the window at all.
+    any: OnceLock<Result<meta::Regex, String>>,
+    /// `patterns` one by one: which of them overlaps the hit.
+    each: OnceLock<Vec<Regex>>,
 }
 
 /// How far around a hit its `unless` contexts are looked for, in characters: contexts are local
@@ -68,32 +73,49 @@ struct Unless {
 const UNLESS_REACH: usize = 32;
 
 impl Unless {
-    fn new<'a>(
-        literals: Vec<String>,
-        patterns: impl Iterator<Item = &'a str> + Clone,
-    ) -> Result<Unless, String> {
-        let alternatives: Vec<String> = literals
-            .iter()
-            .map(|l| regex::escape(l))
-            .chain(patterns.clone().map(str::to_string))
-            .collect();
-        let any = match alternatives.is_empty() {
-            true => None,
-            false => Some(meta::Regex::new_many(&alternatives).map_err(|e| e.to_string())?),
-        };
-        Ok(Unless {
-            any,
+    fn new(literals: Vec<String>, patterns: Vec<String>) -> Unless {
+        Unless {
             literals,
-            patterns: patterns
-                .map(Regex::new)
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?,
+            patterns,
+            any: OnceLock::new(),
+            each: OnceLock::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.literals.is_empty() && self.patterns.is_empty()
+    }
+
+    /// The alternation of all the contexts, compiled on first use. The lexicon parsed each
+    /// pattern already; what can still fail here is a compiler limit.
+    fn any(&self) -> &Result<meta::Regex, String> {
+        self.any.get_or_init(|| {
+            let alternatives: Vec<String> = self
+                .literals
+                .iter()
+                .map(|l| regex::escape(l))
+                .chain(self.patterns.iter().cloned())
+                .collect();
+            meta::Regex::new_many(&alternatives).map_err(|e| e.to_string())
+        })
+    }
+
+    /// The patterns one by one; each is smaller than the alternation that compiled.
+    fn each(&self) -> &[Regex] {
+        self.each.get_or_init(|| {
+            self.patterns
+                .iter()
+                .filter_map(|p| Regex::new(p).ok())
+                .collect()
         })
     }
 
     /// Whether one of the contexts occurs in `view` overlapping `start..end`.
     fn cancels(&self, view: &str, start: usize, end: usize) -> bool {
-        let Some(any) = &self.any else {
+        if self.is_empty() {
+            return false;
+        }
+        let Ok(any) = self.any() else {
             return false;
         };
         let lo = view[..start]
@@ -119,7 +141,7 @@ impl Unless {
                 .match_indices(l.as_str())
                 .any(|(s, m)| overlaps(s, s + m.len()))
         }) || self
-            .patterns
+            .each()
             .iter()
             .any(|re| re.find_iter(window).any(|m| overlaps(m.start(), m.end())))
     }
@@ -154,7 +176,11 @@ struct Span {
 /// A pattern found through its anchors.
 #[derive(Debug)]
 struct Prefiltered {
-    re: meta::Regex,
+    pattern: String,
+    /// Where the pattern was written, for a compile error.
+    at: Location,
+    /// `pattern` compiled on its first confirmation (see [`Matcher::compile_all`]).
+    re: OnceLock<Result<meta::Regex, String>>,
     rule: u32,
     /// Per anchor, [`Anchor::back`].
     backs: Vec<Option<usize>>,
@@ -165,6 +191,11 @@ struct Prefiltered {
 }
 
 impl Prefiltered {
+    fn re(&self) -> &Result<meta::Regex, String> {
+        self.re
+            .get_or_init(|| meta::Regex::new(&self.pattern).map_err(|e| e.to_string()))
+    }
+
     /// Whether every match starts with the pattern's one anchor: then it is confirmed right where
     /// the anchor is found, with [`confirm_at`](Self::confirm_at).
     fn starts_with_anchor(&self) -> bool {
@@ -187,7 +218,10 @@ impl Prefiltered {
         // Only the end is unknown: an anchored half search skips the reverse scan that finding a
         // start would need.
         let input = Input::new(view).range(at..).anchored(Anchored::Yes);
-        if let Some(m) = self.re.search_half(&input) {
+        let Ok(re) = self.re() else {
+            return;
+        };
+        if let Some(m) = re.search_half(&input) {
             if m.offset() > at {
                 spans.push(Span {
                     rule: self.rule,
@@ -249,7 +283,10 @@ impl Prefiltered {
         while !view.is_char_boundary(hi) {
             hi += 1;
         }
-        for m in self.re.find_iter(Input::new(view).range(lo..hi)) {
+        let Ok(re) = self.re() else {
+            return;
+        };
+        for m in re.find_iter(Input::new(view).range(lo..hi)) {
             if !m.is_empty() {
                 spans.push(Span {
                     rule: self.rule,
@@ -571,10 +608,11 @@ impl Matcher {
                 let anchors = hir.as_ref().map_or_else(Vec::new, anchors);
                 match anchors.is_empty() {
                     false => {
-                        let re = meta::Regex::new(&p.value).map_err(|e| e.to_string())?;
                         let pattern = prefixed.len() as u32;
                         let p = Prefiltered {
-                            re,
+                            pattern: p.value.clone(),
+                            at: p.at.clone(),
+                            re: OnceLock::new(),
                             rule: r,
                             backs: anchors.iter().map(|a| a.back).collect(),
                             first: hir.as_ref().and_then(first_chars),
@@ -603,8 +641,8 @@ impl Matcher {
             }
             unless.push(Unless::new(
                 f.unless.iter().map(|u| u.value.clone()).collect(),
-                f.unless_patterns.iter().map(|p| p.value.as_str()),
-            )?);
+                f.unless_patterns.iter().map(|p| p.value.clone()).collect(),
+            ));
             if let Some(d) = f.detector {
                 detectors.push((d, ri));
             }
@@ -650,6 +688,37 @@ impl Matcher {
             near,
             detectors,
         })
+    }
+
+    /// Compiles every regex now instead of on first use, and reports those that do not compile
+    /// (a compiler limit: the lexicon has parsed them all), each with its place.
+    ///
+    /// Building the checker compiles nothing, so that a reload takes what parsing and the
+    /// automaton take (compiling the 2,000-odd regexes was four fifths of the build); a pattern is
+    /// compiled when its anchors first occur in a message. `liyu lexicon check` and the service,
+    /// on a thread of its own after each load, call this to learn of errors and to have every
+    /// regex ready before traffic needs it.
+    pub(crate) fn compile_all(&self, rules: &[Rule]) -> Vec<String> {
+        let mut errors = Vec::new();
+        for p in &self.prefixed {
+            if let Err(e) = p.re() {
+                let id = &rules[p.rule as usize].id;
+                errors.push(format!("{}: pattern of {id} does not compile: {e}", p.at));
+            }
+        }
+        for (rule, unless) in rules.iter().zip(&self.unless) {
+            if unless.is_empty() {
+                continue;
+            }
+            if let Err(e) = unless.any() {
+                errors.push(format!(
+                    "{}: unless contexts of {} do not compile: {e}",
+                    rule.at, rule.id
+                ));
+            }
+            unless.each();
+        }
+        errors
     }
 
     /// How many needles the automaton holds, and how many of them are pattern prefixes.

@@ -232,6 +232,22 @@ impl Checker {
         Ok(Checker { rules, matcher })
     }
 
+    /// Compiles every regex of the lexicon now rather than on first use, and reports those that do
+    /// not compile, each with the file, line and column it was written at.
+    ///
+    /// [`Checker::new`] parses every pattern (a syntax error is a lexicon error) but compiles
+    /// none: regexes are compiled when a message first needs them, which makes a build, and so a
+    /// start-up or a reload, cost what parsing and the automaton cost. Call this on a thread of
+    /// its own to have them all ready, or before swapping a reloaded checker in, to refuse one
+    /// that hits a compiler limit.
+    pub fn compile_all(&self) -> Result<(), BuildError> {
+        let errors = self.matcher.compile_all(&self.rules);
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(BuildError::Compile(errors.join("\n"))),
+        }
+    }
+
     /// The checker for the lexicons compiled into the binary.
     pub fn builtin() -> Result<Checker, BuildError> {
         Checker::new(Lexicon::builtin()?)

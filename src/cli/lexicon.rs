@@ -37,6 +37,11 @@ pub fn check(dir: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // One `file:line:column: what` line per pattern that does not compile.
+    if let Err(BuildError::Compile(errors)) = checker.compile_all() {
+        println!("{errors}");
+        return Ok(ExitCode::FAILURE);
+    }
     for (rule, pattern) in checker.unprefixed_patterns() {
         eprintln!(
             "note: {rule}: pattern {pattern:?} has no literal prefix, so it runs on every message"

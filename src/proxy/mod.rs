@@ -243,7 +243,15 @@ impl State {
         let dictionary = std::thread::spawn(crate::check::warm_up);
         let checker = load_checker(config.lexicons.as_deref());
         let _ = dictionary.join();
-        let checker = checker?;
+        let checker = Arc::new(checker?);
+        // The checker compiles its regexes on first use; compiling them all now, beside start-up
+        // rather than before it, has them ready before most traffic needs them.
+        let compiling = checker.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = compiling.compile_all() {
+                tracing::error!(error = %e, "some lexicon patterns do not compile and never match");
+            }
+        });
         let status = LexiconStatus {
             rules: checker.rules().len(),
             source: config
@@ -259,7 +267,7 @@ impl State {
         Ok(Arc::new(State {
             conversations: Mutex::new(Conversations::new(config.conversation.clone())),
             config,
-            checker: RwLock::new(Arc::new(checker)),
+            checker: RwLock::new(checker),
             lexicon: Mutex::new(status),
             clock_changed: Notify::new(),
             registry: Mutex::new(Registry::default()),
@@ -292,7 +300,10 @@ impl State {
     /// stays and the error is kept for `lexicon_status`.
     pub fn reload(&self) -> Result<(), String> {
         let started = std::time::Instant::now();
-        let result = load_checker(self.config.lexicons.as_deref());
+        // A reload compiles every regex before the swap: a lexicon that hits a compiler limit is
+        // refused and the running one stays, as for any other error.
+        let result = load_checker(self.config.lexicons.as_deref())
+            .and_then(|c| c.compile_all().map(|()| c).map_err(|e| e.to_string()));
         let mut status = self.lexicon.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(checker) => {

@@ -23,6 +23,16 @@ fn every_example_of_every_shipped_rule_holds() {
 }
 
 #[test]
+fn every_regex_of_the_shipped_lexicon_compiles() {
+    // The checker compiles a regex when a message first needs it; a shipped pattern over a
+    // compiler limit would otherwise only show as a rule that never fires.
+    let checker = Checker::builtin().unwrap();
+    if let Err(e) = checker.compile_all() {
+        panic!("{e}");
+    }
+}
+
+#[test]
 fn the_shipped_lexicon_covers_every_category_with_250_forms() {
     let lexicon = Lexicon::builtin().unwrap();
     assert!(

@@ -12,10 +12,18 @@ use liyu::{Checker, Lexicon};
 
 /// The checker for `--lexicons DIR`, or the built-in one.
 pub fn load_checker(dir: Option<&Path>) -> anyhow::Result<Checker> {
-    let lexicon = match dir {
-        Some(dir) => Lexicon::from_dir(dir)
-            .with_context(|| format!("cannot load the lexicons in {}", dir.display()))?,
-        None => Lexicon::builtin().context("the built-in lexicons are broken")?,
+    let Some(dir) = dir else {
+        let lexicon = Lexicon::builtin().context("the built-in lexicons are broken")?;
+        return Ok(Checker::new(lexicon)?);
     };
-    Ok(Checker::new(lexicon)?)
+    let lexicon = Lexicon::from_dir(dir)
+        .with_context(|| format!("cannot load the lexicons in {}", dir.display()))?;
+    let checker = Checker::new(lexicon)?;
+    // Regexes compile on first use; a user's lexicon is compiled whole now, so that a pattern over
+    // a compiler limit stops the command with its place instead of never matching. (The built-in
+    // lexicons are compiled by the test suite.)
+    checker
+        .compile_all()
+        .with_context(|| format!("cannot load the lexicons in {}", dir.display()))?;
+    Ok(checker)
 }

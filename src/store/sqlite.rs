@@ -36,10 +36,14 @@ impl Sqlite {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
         // `journal_mode` answers with the mode it is in; WAL is persistent, so this is a no-op after
-        // the first open ("memory" for `:memory:` databases, which cannot use WAL).
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(db)?;
+        // the first open ("memory" for `:memory:` databases, which cannot use WAL). Switching a new
+        // file to WAL needs an exclusive lock, and SQLite answers "database is locked" at once,
+        // without its busy handler, while another connection opening the same new file holds one:
+        // the switch is retried for as long as the busy timeout.
+        let _mode: String = retry_while_busy(Duration::from_secs(5), || {
+            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        })
+        .map_err(db)?;
         // NORMAL is durable across crashes of liyu (not of the machine) in WAL mode. Reads go
         // through a memory map (shared by every connection) and a larger page cache.
         conn.execute_batch(
@@ -187,6 +191,25 @@ impl Row for rusqlite::Row<'_> {
                 "column {i}: expected text, found {:?}",
                 other.data_type()
             ))),
+        }
+    }
+}
+
+/// Runs `f` again while it fails with SQLITE_BUSY, for at most `limit`: for the statements whose
+/// locks SQLite does not wait for through the busy handler.
+fn retry_while_busy<T>(
+    limit: Duration,
+    mut f: impl FnMut() -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < limit =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
         }
     }
 }

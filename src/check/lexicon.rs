@@ -526,10 +526,10 @@ fn parse_file(file: &Arc<str>, text: &str, problems: &mut Vec<Problem>) -> Vec<R
                         errs.push((s.span().start, format!("empty {what}")));
                         return None;
                     }
-                    // Parsed, not compiled: the checker compiles each pattern once when it is
-                    // built, and compiling them here as well doubled the lexicon's load time.
-                    // What is left to the compiler (a pattern over its size limit) is reported by
-                    // the checker build with this pattern's place.
+                    // Parsed, not compiled: the checker compiles each pattern once, on first use,
+                    // and compiling them here as well doubled the lexicon's load time. What is
+                    // left to the compiler (a pattern over its size limit) is reported with this
+                    // pattern's place by `Checker::compile_all`.
                     match regex_syntax::Parser::new().parse(&pattern) {
                         Ok(hir) if hir.properties().minimum_len() == Some(0) => {
                             errs.push((s.span().start, format!("{what} matches the empty string")));

@@ -240,9 +240,27 @@ impl Prefiltered {
     }
 
     /// Runs the pattern where all its anchors were found; `found` holds (anchor, position) of each
-    /// anchor literal found in `view`, at least one of each anchor.
+    /// anchor literal found in `view`, at least one of each anchor, sorted.
     fn confirm(&self, view: &str, found: &[(u8, usize)], spans: &mut Vec<Span>) {
         debug_assert!((0..self.backs.len()).all(|a| found.iter().any(|f| f.0 as usize == a)));
+        debug_assert!(found.is_sorted());
+        let of_anchor = |a: u8| {
+            let lo = found.partition_point(|f| f.0 < a);
+            let hi = found.partition_point(|f| f.0 <= a);
+            &found[lo..hi]
+        };
+        // Where a bounded pattern's match must lie around one of its anchors, every other anchor
+        // must have been found too: in a long text the anchors of a two-anchor pattern are nearly
+        // always there, but far apart, and most places are passed over without a search.
+        let others_within = |anchor: u8, lo: usize, hi: usize| {
+            (0..self.backs.len() as u8)
+                .filter(|&a| a != anchor)
+                .all(|a| {
+                    let of = of_anchor(a);
+                    of.get(of.partition_point(|f| f.1 < lo))
+                        .is_some_and(|f| f.1 < hi)
+                })
+        };
         // An anchor a few characters into the pattern: trying each place a match could start
         // before it with an anchored search (most fail on their first byte) is cheaper than an
         // unanchored search, which has to find the start with a reverse scan.
@@ -252,8 +270,15 @@ impl Prefiltered {
             .enumerate()
             .find_map(|(a, b)| b.filter(|&b| b <= SHORT_BACK).map(|b| (a as u8, b)));
         if let Some((anchor, back)) = short {
-            for &(_, at) in found.iter().filter(|f| f.0 == anchor) {
-                for start in at.saturating_sub(back)..=at {
+            for &(_, at) in of_anchor(anchor) {
+                let first = at.saturating_sub(back);
+                // A match starts at most `back` before this anchor and is at most `max` long.
+                if let Some(max) = self.max_len {
+                    if !others_within(anchor, first, at + max) {
+                        continue;
+                    }
+                }
+                for start in first..=at {
                     if view.is_char_boundary(start) && self.may_start(&view[start..]) {
                         self.confirm_at(view, start, spans);
                     }
@@ -261,43 +286,62 @@ impl Prefiltered {
             }
             return;
         }
-        // A match starts at most `back` bytes before any of its anchors: searching from the
-        // earliest such place finds every match (the haystack stays the whole view, so `^` and `$`
-        // keep their meaning).
-        let mut lo = found
-            .iter()
-            .map(|&(a, at)| self.backs[a as usize].map_or(0, |b| at.saturating_sub(b)))
-            .min()
-            .unwrap_or(0);
-        while !view.is_char_boundary(lo) {
-            lo -= 1;
-        }
-        // And every match holds one of the first anchor's literals, starting no later than it: so
-        // it ends at most the pattern's longest match after the last of them. In a pasted document
-        // with an anchor near its start, the search stops there instead of running on to the end
-        // (for each such pattern: a megabyte each, on a 1 MB message).
-        let mut hi = match self.max_len {
-            Some(max) => found
-                .iter()
-                .filter(|f| f.0 == 0)
-                .map(|f| f.1)
-                .max()
-                .map_or(view.len(), |last| view.len().min(last + max)),
-            None => view.len(),
-        };
-        while !view.is_char_boundary(hi) {
-            hi += 1;
-        }
         let Ok(re) = self.re() else {
             return;
         };
-        for m in re.find_iter(Input::new(view).range(lo..hi)) {
-            if !m.is_empty() {
-                spans.push(Span {
-                    rule: self.rule,
-                    start: m.start(),
-                    end: m.end(),
-                });
+        let mut search = |mut lo: usize, mut hi: usize| {
+            while !view.is_char_boundary(lo) {
+                lo -= 1;
+            }
+            hi = hi.min(view.len());
+            while !view.is_char_boundary(hi) {
+                hi += 1;
+            }
+            // The haystack stays the whole view, so `^` and `$` keep their meaning.
+            for m in re.find_iter(Input::new(view).range(lo..hi)) {
+                if !m.is_empty() {
+                    spans.push(Span {
+                        rule: self.rule,
+                        start: m.start(),
+                        end: m.end(),
+                    });
+                }
+            }
+        };
+        match (self.max_len, self.backs[0]) {
+            // Every match holds a literal of the first anchor, starting at most `back` after the
+            // match does, and is at most `max` long: so it lies within `back` before and `max`
+            // after one of them. Those stretches that hold the other anchors too are searched,
+            // overlapping ones together.
+            (Some(max), Some(back)) => {
+                let mut window: Option<(usize, usize)> = None;
+                for &(_, at) in of_anchor(0) {
+                    let (lo, hi) = (at.saturating_sub(back), at + max);
+                    if !others_within(0, lo, hi) {
+                        continue;
+                    }
+                    window = match window {
+                        Some((wlo, whi)) if lo <= whi => Some((wlo, hi)),
+                        Some((wlo, whi)) => {
+                            search(wlo, whi);
+                            Some((lo, hi))
+                        }
+                        None => Some((lo, hi)),
+                    };
+                }
+                if let Some((lo, hi)) = window {
+                    search(lo, hi);
+                }
+            }
+            // Unbounded: a match starts at most `back` bytes before any of its anchors, so
+            // searching from the earliest such place finds every match.
+            _ => {
+                let lo = found
+                    .iter()
+                    .map(|&(a, at)| self.backs[a as usize].map_or(0, |b| at.saturating_sub(b)))
+                    .min()
+                    .unwrap_or(0);
+                search(lo, view.len());
             }
         }
     }
@@ -1197,6 +1241,22 @@ examples = ["{example}"]
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].matched, "等一下你又不会死");
         assert!(checker.check("这个问题不会影响您").is_empty());
+    }
+
+    #[test]
+    fn a_match_is_found_where_its_anchors_are_near_each_other_not_where_they_are_far_apart() {
+        // Both anchors are words and neither starts the pattern: the regex is searched only
+        // around a 不会死 with a 懂吗 close enough after it to be one match.
+        let pattern = r"(等|看|问)\p{Han}{0,4}(不会死|死不了)\p{Han}{0,8}(懂吗|知道吗)";
+        assert_eq!(literals(pattern).len(), 2, "{:?}", literals(pattern));
+        let checker = checker_of("condescension", pattern, "问一下又不会死你懂吗");
+        let text = format!("问一下不会死,{}懂吗?看看又不会死你懂吗", "的".repeat(60));
+        let f = checker.check(&text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].matched, "看看又不会死你懂吗");
+        assert!(checker
+            .check(&format!("等等不会死{}知道吗", "的".repeat(20)))
+            .is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use daachorse::CharwiseDoubleArrayAhoCorasick;
 use regex::{Regex, RegexSet};
 use regex_automata::{meta, Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
-use regex_syntax::hir::{Hir, HirKind};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 use super::lexicon::{Detector, Location, Rule};
 use super::normalize::{normalize_into, Normalized};
@@ -190,6 +190,11 @@ struct Prefiltered {
     first: Option<Vec<char>>,
     /// The longest a match can be, in bytes, when the pattern bounds it.
     max_len: Option<usize>,
+    /// Every match starts at the start of the view (`^…`) / ends at its end (`…$`): the patterns
+    /// that are a whole message ("^(哦|嗯)$") are confirmed only where an anchor could be part of
+    /// such a match, not at every 嗯 of every message.
+    from_start: bool,
+    to_end: bool,
 }
 
 impl Prefiltered {
@@ -222,6 +227,11 @@ impl Prefiltered {
 
     /// The match that starts at `at`, where the pattern's starting anchor was found.
     fn confirm_at(&self, view: &str, at: usize, spans: &mut Vec<Span>) {
+        if (self.from_start && at != 0)
+            || (self.to_end && self.max_len.is_some_and(|max| view.len() - at > max))
+        {
+            return;
+        }
         // Only the end is unknown: an anchored half search skips the reverse scan that finding a
         // start would need.
         let input = Input::new(view).range(at..).anchored(Anchored::Yes);
@@ -290,6 +300,9 @@ impl Prefiltered {
             return;
         };
         let mut search = |mut lo: usize, mut hi: usize| {
+            if (self.from_start && lo > 0) || (self.to_end && hi < view.len()) {
+                return;
+            }
             while !view.is_char_boundary(lo) {
                 lo -= 1;
             }
@@ -696,6 +709,12 @@ impl Matcher {
                             backs: anchors.iter().map(|a| a.back).collect(),
                             first: hir.as_ref().and_then(first_chars),
                             max_len: hir.as_ref().and_then(|h| h.properties().maximum_len()),
+                            from_start: hir.as_ref().is_some_and(|h| {
+                                h.properties().look_set_prefix().contains(Look::Start)
+                            }),
+                            to_end: hir.as_ref().is_some_and(|h| {
+                                h.properties().look_set_suffix().contains(Look::End)
+                            }),
                         };
                         let at_start = p.starts_with_anchor();
                         let all = p.all_anchors();
@@ -1257,6 +1276,21 @@ examples = ["{example}"]
         assert!(checker
             .check(&format!("等等不会死{}知道吗", "的".repeat(20)))
             .is_empty());
+    }
+
+    #[test]
+    fn patterns_tied_to_the_start_or_end_of_the_message() {
+        let whole = checker_of("impatience", "^(哦|嗯)$", "嗯");
+        assert_eq!(whole.check("嗯。").len(), 1);
+        assert!(whole.check("嗯嗯").is_empty());
+        assert!(whole.check("好的,嗯").is_empty());
+        assert!(whole.check("嗯,好的").is_empty());
+        let end = checker_of("impatience", "(自己看|自己查)(吧)?$", "你自己看吧");
+        assert_eq!(end.check("规定都写着呢,自己看吧!")[0].matched, "自己看吧");
+        assert!(end.check("自己看吧,我再给您讲一遍").is_empty());
+        let start = checker_of("impatience", r"^\p{Han}{0,4}(自己看|自己查)", "你自己看");
+        assert_eq!(start.check("那你自己看")[0].matched, "那你自己看");
+        assert!(start.check("好的好的那你自己看").is_empty());
     }
 
     #[test]

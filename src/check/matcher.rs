@@ -399,16 +399,29 @@ impl Scratch {
         }
     }
 
-    /// Notes anchor `anchor` of `pattern` seen; true when that completes the pattern's anchors.
+    /// Notes anchor `anchor` of `pattern` seen; true when that completes the pattern's anchors,
+    /// which marks the slot [`COMPLETE`](Self::COMPLETE).
     #[inline]
     fn see(seen: &mut [(u32, u8)], stamp: u32, pattern: u32, anchor: u8, all: u8) -> bool {
         let slot = &mut seen[pattern as usize];
         if slot.0 != stamp {
             *slot = (stamp, 0);
         }
-        let before = slot.1;
         slot.1 |= 1 << anchor;
-        before != all && slot.1 == all
+        if slot.1 == all {
+            slot.1 |= Self::COMPLETE;
+            return true;
+        }
+        false
+    }
+
+    /// A slot's mark for a pattern whose anchors were all seen (above the [`MAX_ANCHORS`] bits).
+    const COMPLETE: u8 = 0x80;
+
+    /// Whether every anchor of `pattern` was seen in the message of `stamp`.
+    fn complete(seen: &[(u32, u8)], stamp: u32, pattern: u32) -> bool {
+        let (at, bits) = seen[pattern as usize];
+        at == stamp && bits & Self::COMPLETE != 0
     }
 }
 
@@ -937,9 +950,7 @@ impl Matcher {
             });
         }
         if *any_ready {
-            pattern_hits.retain(|&(pattern, _, _)| {
-                seen[pattern as usize] == (stamp, self.prefixed[pattern as usize].all_anchors())
-            });
+            pattern_hits.retain(|&(pattern, _, _)| Scratch::complete(seen, stamp, pattern));
             if pattern_hits.len() > 1 {
                 pattern_hits.sort_unstable();
             }

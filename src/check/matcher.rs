@@ -30,12 +30,16 @@ use super::normalize::{normalize_into, Normalized};
 use super::{privacy, segment};
 
 /// How a rule uses a literal needle.
+///
+/// Eight bytes: a needle's uses are read on every match of it, and a clean message matches a few
+/// common ones (您, 我, digits) whose lists a busy service has evicted from the cache.
 #[derive(Clone, Copy, Debug)]
 enum Use {
-    /// `breaks`: where the phrase may span clause punctuation of the message.
+    /// `breaks`: where the phrase may span clause punctuation of the message, as an index into
+    /// [`Matcher::breaks`].
     Phrase {
         rule: u32,
-        breaks: u64,
+        breaks: u16,
     },
     Word {
         rule: u32,
@@ -155,6 +159,9 @@ struct NearGroup {
     terms: u16,
     window: usize,
 }
+
+// Kept so: see [`Use`].
+const _: () = assert!(std::mem::size_of::<Use>() == 8);
 
 /// A rule hit on the original text.
 #[derive(Debug)]
@@ -442,6 +449,8 @@ pub(crate) struct Matcher {
     /// Per rule, the contexts that cancel its hits.
     unless: Vec<Unless>,
     near: Vec<NearGroup>,
+    /// The distinct masks of where phrases may span clause punctuation (see [`Use::Phrase`]).
+    breaks: Vec<u64>,
     detectors: Vec<(Detector, usize)>,
 }
 
@@ -673,6 +682,7 @@ impl Matcher {
             uses[i].push(u);
         };
         let mut near = Vec::new();
+        let mut breaks: Vec<u64> = Vec::new();
         let mut prefixed = Vec::new();
         let mut patterns = Vec::new();
         let mut pattern_rules = Vec::new();
@@ -682,7 +692,15 @@ impl Matcher {
         for (ri, rule) in rules.iter().enumerate() {
             let r = ri as u32;
             let f = &rule.forms;
-            for (p, &breaks) in f.phrases.iter().zip(&f.phrase_breaks) {
+            for (p, &mask) in f.phrases.iter().zip(&f.phrase_breaks) {
+                let i = match breaks.iter().position(|&b| b == mask) {
+                    Some(i) => i,
+                    None => {
+                        breaks.push(mask);
+                        breaks.len() - 1
+                    }
+                };
+                let breaks = u16::try_from(i).map_err(|_| "more than 65,536 break masks")?;
                 add(p.value.as_bytes(), Use::Phrase { rule: r, breaks });
             }
             for w in &f.words {
@@ -801,6 +819,7 @@ impl Matcher {
             pattern_rules,
             unless,
             near,
+            breaks,
             detectors,
         })
     }
@@ -911,7 +930,8 @@ impl Matcher {
                             // "没有为什么" is not in "一间没有?为什么": a phrase spans clause
                             // punctuation only where its written form has some.
                             let map = with_map(&mut mapped, text);
-                            if map.hard_breaks_within(start, end) & !breaks == 0 {
+                            let allowed = self.breaks[breaks as usize];
+                            if map.hard_breaks_within(start, end) & !allowed == 0 {
                                 spans.push(Span { rule, start, end });
                             }
                         }

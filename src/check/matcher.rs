@@ -33,7 +33,7 @@ use super::{privacy, segment};
 ///
 /// Eight bytes: a needle's uses are read on every match of it, and a clean message matches a few
 /// common ones (您, 我, digits) whose lists a busy service has evicted from the cache.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Use {
     /// `breaks`: where the phrase may span clause punctuation of the message, as an index into
     /// [`Matcher::breaks`].
@@ -158,6 +158,59 @@ struct NearGroup {
     rule: u32,
     terms: u16,
     window: usize,
+}
+
+/// The automaton's value for a needle: the needle's one use itself, when it is an anchor of a
+/// pattern (most of the needles, and the commonest in clean text: 您, 的, 是, digits), or where its
+/// list starts in [`Matcher::uses`]. Reading the list was a cache miss per match in a busy
+/// service; an inline use costs none.
+struct Inline;
+
+impl Inline {
+    /// Marks an inline use; a list's start is below it.
+    const FLAG: u32 = 1 << 31;
+    const PATTERNS: u32 = 1 << 24;
+
+    /// Bits 0-23 the pattern, 24 the anchor, 25 `at_start`, 26-27 `all`.
+    fn encode(u: Use) -> Option<u32> {
+        match u {
+            Use::PatternPart {
+                pattern,
+                anchor,
+                at_start,
+                all,
+            } if pattern < Self::PATTERNS && anchor < 2 && all < 4 => Some(
+                Self::FLAG
+                    | pattern
+                    | u32::from(anchor) << 24
+                    | u32::from(at_start) << 25
+                    | u32::from(all) << 26,
+            ),
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn decode(value: u32) -> Option<Use> {
+        (value & Self::FLAG != 0).then_some(Use::PatternPart {
+            pattern: value & (Self::PATTERNS - 1),
+            anchor: (value >> 24 & 1) as u8,
+            at_start: value >> 25 & 1 != 0,
+            all: (value >> 26 & 3) as u8,
+        })
+    }
+
+    /// Appends a needle's uses to `flat`, each marked when it ends the list; the value is where
+    /// the list starts.
+    fn list(flat: &mut Vec<(Use, bool)>, of_needle: &[Use]) -> Result<u32, String> {
+        let start = u32::try_from(flat.len())
+            .ok()
+            .filter(|&s| s < Self::FLAG)
+            .ok_or("too many needle uses for one automaton")?;
+        let n = of_needle.len();
+        flat.extend(of_needle.iter().enumerate().map(|(i, &u)| (u, i + 1 == n)));
+        Ok(start)
+    }
 }
 
 // Kept so: see [`Use`].
@@ -435,10 +488,12 @@ impl Scratch {
 #[derive(Debug)]
 pub(crate) struct Matcher {
     needles: Option<Needles>,
-    /// Every needle's uses, one list after another, each entry marked when it ends its needle's
-    /// list. The automaton's value for a needle is where its list starts, so a match costs one
-    /// load: a `Vec` per needle cost two dependent ones (the `Vec`, then its heap block) and were
-    /// the largest stall of a clean message's scan (perf: a fifth of its samples).
+    /// The uses of every needle that has more than one (or one that is not a pattern anchor), one
+    /// list after another, each entry marked when it ends its needle's list. The automaton's value
+    /// for such a needle is where its list starts, so a match costs one load: a `Vec` per needle
+    /// cost two dependent ones (the `Vec`, then its heap block) and were the largest stall of a
+    /// clean message's scan (perf: a fifth of its samples). The other needles carry their use in
+    /// the value itself (see [`Inline`]).
     uses: Vec<(Use, bool)>,
     /// Patterns confirmed where one of their required literals was found.
     prefixed: Vec<Prefiltered>,
@@ -451,6 +506,8 @@ pub(crate) struct Matcher {
     near: Vec<NearGroup>,
     /// The distinct masks of where phrases may span clause punctuation (see [`Use::Phrase`]).
     breaks: Vec<u64>,
+    /// How many needles, and how many of them pattern anchors.
+    needle_counts: (usize, usize),
     detectors: Vec<(Detector, usize)>,
 }
 
@@ -492,9 +549,9 @@ impl Needles {
     /// Calls `f(value, start, end)` for every occurrence of every needle in `haystack`, overlapping
     /// ones included, in order of their end.
     #[inline]
-    fn for_each(&self, haystack: &str, mut f: impl FnMut(usize, usize, usize)) {
+    fn for_each(&self, haystack: &str, mut f: impl FnMut(u32, usize, usize)) {
         for m in self.automaton.find_overlapping_iter(haystack) {
-            f(m.value() as usize, m.start(), m.end());
+            f(m.value(), m.start(), m.end());
         }
     }
 }
@@ -780,20 +837,27 @@ impl Matcher {
                 detectors.push((d, ri));
             }
         }
+        let needle_counts = (
+            uses.len(),
+            uses.iter()
+                .filter(|of| of.iter().any(|u| matches!(u, Use::PatternPart { .. })))
+                .count(),
+        );
         let mut flat: Vec<(Use, bool)> = Vec::with_capacity(uses.iter().map(Vec::len).sum());
-        let starts: Vec<u32> = uses
+        let values: Vec<u32> = uses
             .iter()
-            .map(|of_needle| {
-                let start = flat.len() as u32;
-                let n = of_needle.len();
-                flat.extend(of_needle.iter().enumerate().map(|(i, &u)| (u, i + 1 == n)));
-                start
+            .map(|of_needle| match of_needle.as_slice() {
+                [only] => match Inline::encode(*only) {
+                    Some(value) => Ok(value),
+                    None => Inline::list(&mut flat, of_needle),
+                },
+                _ => Inline::list(&mut flat, of_needle),
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         let uses = flat;
         let needles = match needles.is_empty() {
             true => None,
-            false => Some(Needles::new(&needles, &starts)?),
+            false => Some(Needles::new(&needles, &values)?),
         };
         let (set, regexes) = if patterns.is_empty() {
             (None, Vec::new())
@@ -820,6 +884,7 @@ impl Matcher {
             unless,
             near,
             breaks,
+            needle_counts,
             detectors,
         })
     }
@@ -857,18 +922,7 @@ impl Matcher {
 
     /// How many needles the automaton holds, and how many of them are pattern prefixes.
     pub(crate) fn needle_counts(&self) -> (usize, usize) {
-        let of_needles = self.uses.split_inclusive(|&(_, last)| last);
-        let (mut needles, mut prefixes) = (0, 0);
-        for of_needle in of_needles {
-            needles += 1;
-            if of_needle
-                .iter()
-                .any(|(u, _)| matches!(u, Use::PatternPart { .. }))
-            {
-                prefixes += 1;
-            }
-        }
-        (needles, prefixes)
+        self.needle_counts
     }
 
     /// The heap the needle automaton takes, in bytes: what a message's scan may touch.
@@ -920,11 +974,19 @@ impl Matcher {
         let mut mapped: Option<Normalized> = None;
 
         if let Some(needles) = &self.needles {
-            needles.for_each(view, |first_use, start, end| {
+            needles.for_each(view, |value, start, end| {
                 // Several rules may share a word needle (each needle is one distinct form): jieba
                 // answers once per occurrence.
                 let mut stands: Option<bool> = None;
-                for &(u, last) in &self.uses[first_use..] {
+                let only;
+                let of_needle = match Inline::decode(value) {
+                    Some(u) => {
+                        only = [(u, true)];
+                        &only[..]
+                    }
+                    None => &self.uses[value as usize..],
+                };
+                for &(u, last) in of_needle {
                     match u {
                         Use::Phrase { rule, breaks } => {
                             // "没有为什么" is not in "一间没有?为什么": a phrase spans clause
@@ -1163,6 +1225,33 @@ fn mark_quoted(text: &str, hits: &mut [Hit]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pattern_anchor_travels_in_the_automatons_value() {
+        for (pattern, anchor, at_start, all) in [(0, 0, true, 1), (70_000, 1, false, 3)] {
+            let u = Use::PatternPart {
+                pattern,
+                anchor,
+                at_start,
+                all,
+            };
+            let value = Inline::encode(u).unwrap();
+            assert_eq!(Inline::decode(value), Some(u));
+        }
+        // Other uses, and list starts, are not inline.
+        assert_eq!(Inline::encode(Use::Word { rule: 3 }), None);
+        assert_eq!(Inline::decode(12_345), None);
+        let mut flat = Vec::new();
+        let start = Inline::list(&mut flat, &[Use::Word { rule: 1 }, Use::Word { rule: 2 }]);
+        assert_eq!(start, Ok(0));
+        assert_eq!(
+            flat,
+            vec![
+                (Use::Word { rule: 1 }, false),
+                (Use::Word { rule: 2 }, true)
+            ]
+        );
+    }
 
     fn parse(pattern: &str) -> Hir {
         regex_syntax::Parser::new().parse(pattern).unwrap()

@@ -12,6 +12,18 @@ fn jsonl(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `liyu lexicon check` on a folder of the given files; its exit code and stdout.
+fn lexicon_check(name: &str, files: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!("liyu-{name}-lexicon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let out = liyu(&["lexicon", "check", dir.to_str().unwrap()], b"");
+    std::fs::remove_dir_all(&dir).ok();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
 #[test]
 fn jsonl_keeps_ids_and_input_order_and_reads_plain_lines() {
     let input = "{\"id\": \"a\", \"text\": \"有牌子,自己看\", \"extra\": 1}\n请您稍等\n\n{\"id\": 7, \"text\": \"您好\"}\n";
@@ -114,11 +126,12 @@ fn lexicon_check_accepts_the_shipped_lexicons() {
 
 #[test]
 fn lexicon_check_names_file_line_and_column_of_each_problem() {
-    let dir = std::env::temp_dir().join(format!("liyu-broken-lexicon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("impatience.toml"),
-        r#"category = "impatience"
+    let (code, s) = lexicon_check(
+        "broken",
+        &[
+            (
+                "impatience.toml",
+                r#"category = "impatience"
 [[rule]]
 id = "impatience.hurry"
 severity = "warn"
@@ -136,17 +149,14 @@ source = "common practice"
 patterns = ['(']
 examples = ["x"]
 "#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("other.toml"),
-        "category = \"impatience\"\n[[rule]]\nid = \"impatience.x\"\nsevrity = \"warn\"\n",
-    )
-    .unwrap();
-    let out = liyu(&["lexicon", "check", dir.to_str().unwrap()], b"");
-    std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(out.status.code(), Some(1));
-    let s = String::from_utf8(out.stdout).unwrap();
+            ),
+            (
+                "other.toml",
+                "category = \"impatience\"\n[[rule]]\nid = \"impatience.x\"\nsevrity = \"warn\"\n",
+            ),
+        ],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         s.contains("impatience.toml:13:12: unknown severity \"loud\""),
         "{s}"
@@ -157,17 +167,11 @@ examples = ["x"]
 
 #[test]
 fn lexicon_check_runs_examples_and_counter_examples() {
-    let dir = std::env::temp_dir().join(format!("liyu-example-lexicon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("impatience.toml"),
-        "category = \"impatience\"\n[[rule]]\nid = \"impatience.hurry\"\nseverity = \"warn\"\nmessage = \"急躁\"\nsource = \"common practice\"\nphrases = [\"快点\"]\nexamples = [\"请您稍等\"]\ncounter_examples = [\"快点吧\"]\n",
-    )
-    .unwrap();
-    let out = liyu(&["lexicon", "check", dir.to_str().unwrap()], b"");
-    std::fs::remove_dir_all(&dir).ok();
-    assert_eq!(out.status.code(), Some(1));
-    let s = String::from_utf8(out.stdout).unwrap();
+    let (code, s) = lexicon_check(
+        "example",
+        &[("impatience.toml", "category = \"impatience\"\n[[rule]]\nid = \"impatience.hurry\"\nseverity = \"warn\"\nmessage = \"急躁\"\nsource = \"common practice\"\nphrases = [\"快点\"]\nexamples = [\"请您稍等\"]\ncounter_examples = [\"快点吧\"]\n")],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         s.contains(
             "impatience.toml:8:13: rule impatience.hurry does not match its example \"请您稍等\""
@@ -233,17 +237,11 @@ fn serve_names_the_line_and_key_of_a_config_mistake() {
 fn lexicon_check_names_a_pattern_that_parses_but_does_not_compile() {
     // The checker compiles regexes on first use; `lexicon check` compiles them all, so a pattern
     // over the compiler's size limit is still reported where it was written, not silently unused.
-    let dir = std::env::temp_dir().join(format!("liyu-huge-lexicon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("impatience.toml"),
-        "category = \"impatience\"\n[[rule]]\nid = \"impatience.huge\"\nseverity = \"warn\"\nmessage = \"急躁\"\nsource = \"common practice\"\npatterns = ['快点(\\w{100}){100}']\nexamples = [\"快点\"]\n",
-    )
-    .unwrap();
-    let out = liyu(&["lexicon", "check", dir.to_str().unwrap()], b"");
-    std::fs::remove_dir_all(&dir).ok();
-    let s = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{s}");
+    let (code, s) = lexicon_check(
+        "huge",
+        &[("impatience.toml", "category = \"impatience\"\n[[rule]]\nid = \"impatience.huge\"\nseverity = \"warn\"\nmessage = \"急躁\"\nsource = \"common practice\"\npatterns = ['快点(\\w{100}){100}']\nexamples = [\"快点\"]\n")],
+    );
+    assert_eq!(code, Some(1), "{s}");
     assert!(
         s.contains("impatience.toml:7:13: pattern of impatience.huge does not compile"),
         "{s}"

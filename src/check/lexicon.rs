@@ -330,19 +330,7 @@ const MAX_WINDOW: usize = 40;
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before, |i| &before[i + 1..])
-        .chars()
-        .count()
-        + 1;
-    (line, column)
+    Lines::new(text).line_col(offset)
 }
 
 /// Where each line of a text starts, to place many offsets in it: every form of a lexicon gets a
@@ -361,7 +349,7 @@ impl<'a> Lines<'a> {
         Lines { text, starts }
     }
 
-    /// What [`line_col`] says, by a binary search for the line.
+    /// 1-based line and column (in characters) of byte `offset`, by a binary search for the line.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
@@ -689,17 +677,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_line_index_places_offsets_as_a_count_from_the_start_does() {
+    fn lines_and_columns_count_characters_from_one() {
         let text = "a = 1\n\n中文 = \"等一下\"\r\nb\n";
         let lines = Lines::new(text);
-        for offset in 0..=text.len() + 2 {
-            assert_eq!(
-                lines.line_col(offset),
-                line_col(text, offset),
-                "offset {offset}"
-            );
-        }
+        assert_eq!(lines.line_col(0), (1, 1));
+        assert_eq!(lines.line_col(6), (2, 1));
         assert_eq!(lines.line_col(text.find('等').unwrap()), (3, 7));
+        // Inside a character: the character's own place.
+        assert_eq!(lines.line_col(text.find('等').unwrap() + 1), (3, 7));
+        assert_eq!(lines.line_col(text.find('b').unwrap()), (4, 1));
+        // Past the end: the end.
+        assert_eq!(lines.line_col(text.len() + 2), (5, 1));
     }
 
     fn problems(text: &str) -> Vec<String> {

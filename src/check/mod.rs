@@ -215,7 +215,7 @@ pub enum BuildError {
 ///
 /// # Resource usage
 /// Building compiles every literal form (and the literal prefixes of the patterns) into one
-/// character-wise Aho-Corasick automaton (1.4 MiB for the shipped lexicon) and loads jieba's
+/// character-wise Aho-Corasick automaton (1.6 MiB for the shipped lexicon) and loads jieba's
 /// dictionary once per process (shared by all checkers); each pattern becomes a lazy-DFA regex on its
 /// first use, or all of them at once with [`compile_all`](Checker::compile_all). Checking a message
 /// allocates its normalised view (about 20 bytes per character) and the findings.

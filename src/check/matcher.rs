@@ -68,10 +68,12 @@ enum Use {
 struct Unless {
     literals: Vec<String>,
     patterns: Vec<String>,
+    /// The longest a context can be, in bytes; `None` when a pattern is unbounded.
+    reach: Option<usize>,
     /// All the contexts as one alternation: whether any of them is in the window at all.
     any: OnceLock<Result<meta::Regex, String>>,
     /// `patterns` one by one: which of them overlaps the hit.
-    each: OnceLock<Vec<Regex>>,
+    each: OnceLock<Vec<meta::Regex>>,
 }
 
 /// How far around a hit its `unless` contexts are looked for, in characters: contexts are local
@@ -80,9 +82,20 @@ const UNLESS_REACH: usize = 32;
 
 impl Unless {
     fn new(literals: Vec<String>, patterns: Vec<String>) -> Unless {
+        let reach = literals
+            .iter()
+            .map(|l| Some(l.len()))
+            .chain(patterns.iter().map(|p| {
+                regex_syntax::Parser::new()
+                    .parse(p)
+                    .ok()
+                    .and_then(|hir| hir.properties().maximum_len())
+            }))
+            .try_fold(0, |most, len| len.map(|len| most.max(len)));
         Unless {
             literals,
             patterns,
+            reach,
             any: OnceLock::new(),
             each: OnceLock::new(),
         }
@@ -114,16 +127,17 @@ impl Unless {
     }
 
     /// The patterns one by one; each is smaller than the alternation that compiled.
-    fn each(&self) -> &[Regex] {
+    fn each(&self) -> &[meta::Regex] {
         self.each.get_or_init(|| {
             self.patterns
                 .iter()
-                .filter_map(|p| Regex::new(p).ok())
+                .filter_map(|p| meta::Regex::new(p).ok())
                 .collect()
         })
     }
 
-    /// Whether one of the contexts occurs in `view` overlapping `start..end`.
+    /// Whether one of the contexts occurs in `view` overlapping `start..end`, within
+    /// [`UNLESS_REACH`] characters of it.
     fn cancels(&self, view: &str, start: usize, end: usize) -> bool {
         if self.is_empty() {
             return false;
@@ -131,32 +145,46 @@ impl Unless {
         let Ok(any) = self.any() else {
             return false;
         };
-        let lo = view[..start]
+        let mut lo = view[..start]
             .char_indices()
             .rev()
             .nth(UNLESS_REACH - 1)
             .map_or(0, |(i, _)| i);
-        let hi = view[end..]
+        let mut hi = view[end..]
             .char_indices()
             .nth(UNLESS_REACH)
             .map_or(view.len(), |(i, _)| end + i);
-        let window = &view[lo..hi];
+        // A context that overlaps the hit lies within its own length of it: the rest of the
+        // window cannot hold one, and is not searched (most contexts are a few characters long).
+        if let Some(reach) = self.reach {
+            lo = lo.max(start.saturating_sub(reach));
+            while !view.is_char_boundary(lo) {
+                lo -= 1;
+            }
+            hi = hi.min(end + reach);
+            while !view.is_char_boundary(hi) {
+                hi += 1;
+            }
+        }
+        // The haystack stays the whole view, so `^` and `$` in a context mean the message's start
+        // and end, not the window's.
+        let window = || Input::new(view).range(lo..hi);
         // Most hits have no cancelling context near them: one search for all of a rule's contexts
         // settles that, where searching for each one alone cost a few thousand instructions per hit
         // for a rule with a dozen of them. Only when one is there does each context say whether it
         // overlaps the hit.
-        if !any.is_match(window) {
+        if !any.is_match(window()) {
             return false;
         }
-        let overlaps = |s: usize, e: usize| lo + s < end && start < lo + e;
+        let overlaps = |s: usize, e: usize| s < end && start < e;
         self.literals.iter().any(|l| {
-            window
+            view[lo..hi]
                 .match_indices(l.as_str())
-                .any(|(s, m)| overlaps(s, s + m.len()))
+                .any(|(s, m)| overlaps(lo + s, lo + s + m.len()))
         }) || self
             .each()
             .iter()
-            .any(|re| re.find_iter(window).any(|m| overlaps(m.start(), m.end())))
+            .any(|re| re.find_iter(window()).any(|m| overlaps(m.start(), m.end())))
     }
 }
 
@@ -1424,6 +1452,39 @@ examples = ["{example}"]
         let start = checker_of("impatience", r"^\p{Han}{0,4}(自己看|自己查)", "你自己看");
         assert_eq!(start.check("那你自己看")[0].matched, "那你自己看");
         assert!(start.check("好的好的那你自己看").is_empty());
+    }
+
+    #[test]
+    fn an_unless_context_tied_to_the_end_means_the_messages_end_not_its_windows() {
+        // A question ("…保证能退吗") is not a promise; the same words with more after them are.
+        let lexicon = crate::check::Lexicon::from_sources([(
+            "t.toml".to_string(),
+            r#"
+category = "overpromise"
+
+[[rule]]
+id = "overpromise.t"
+severity = "warn"
+message = "m"
+suggestions = ["请稍等"]
+source = "common practice"
+phrases = ["保证"]
+unless_patterns = ['保证.*吗$', '保证金']
+examples = ["保证能退"]
+counter_examples = ["保证能退吗", "交保证金"]
+"#
+            .to_string(),
+        )])
+        .unwrap();
+        let checker = crate::check::Checker::new(lexicon).unwrap();
+        assert!(checker.check("这个保证能退吗?").is_empty());
+        assert!(checker.check("保证金一周内退").is_empty());
+        // The window ends 32 characters after the hit, here right after 吗: the context must not
+        // take that for the end of the message.
+        let thirty = "一二三四五六七八九十".repeat(3);
+        let text = format!("保证{thirty}一吗,下周一定给您退回原账户");
+        assert_eq!(checker.check(&text).len(), 1, "{text}");
+        assert!(checker.check(&format!("保证{thirty}一吗")).is_empty());
     }
 
     #[test]

@@ -68,10 +68,9 @@ enum Use {
 struct Unless {
     literals: Vec<String>,
     patterns: Vec<String>,
-    /// The longest a context can be, in bytes; `None` when a pattern is unbounded.
-    reach: Option<usize>,
-    /// All the contexts as one alternation: whether any of them is in the window at all.
-    any: OnceLock<Result<meta::Regex, String>>,
+    /// All the contexts as one alternation: whether any of them is in the window at all; and the
+    /// longest a context can be, in bytes (`None` when a pattern is unbounded).
+    any: OnceLock<Result<(meta::Regex, Option<usize>), String>>,
     /// `patterns` one by one: which of them overlaps the hit.
     each: OnceLock<Vec<meta::Regex>>,
 }
@@ -82,20 +81,9 @@ const UNLESS_REACH: usize = 32;
 
 impl Unless {
     fn new(literals: Vec<String>, patterns: Vec<String>) -> Unless {
-        let reach = literals
-            .iter()
-            .map(|l| Some(l.len()))
-            .chain(patterns.iter().map(|p| {
-                regex_syntax::Parser::new()
-                    .parse(p)
-                    .ok()
-                    .and_then(|hir| hir.properties().maximum_len())
-            }))
-            .try_fold(0, |most, len| len.map(|len| most.max(len)));
         Unless {
             literals,
             patterns,
-            reach,
             any: OnceLock::new(),
             each: OnceLock::new(),
         }
@@ -107,7 +95,7 @@ impl Unless {
 
     /// The alternation of all the contexts, compiled on first use. The lexicon parsed each
     /// pattern already; what can still fail here is a compiler limit.
-    fn any(&self) -> &Result<meta::Regex, String> {
+    fn any(&self) -> &Result<(meta::Regex, Option<usize>), String> {
         self.any.get_or_init(|| {
             let alternatives: Vec<String> = self
                 .literals
@@ -119,10 +107,21 @@ impl Unless {
             // lazy DFA walks for less than a prefilter (Teddy, for literal contexts) costs to start,
             // and whose tables would be one more thing cold in the cache (callgrind, the chat
             // corpus's flagged messages: 15,100 -> 14,800 instructions, 278 -> 261 L1 misses each).
-            meta::Regex::builder()
+            let re = meta::Regex::builder()
                 .configure(meta::Config::new().auto_prefilter(false))
                 .build_many(&alternatives)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            // Parsed here, with the compile, not when the checker is built (which compiles nothing).
+            let reach = alternatives
+                .iter()
+                .map(|a| {
+                    regex_syntax::Parser::new()
+                        .parse(a)
+                        .ok()
+                        .and_then(|hir| hir.properties().maximum_len())
+                })
+                .try_fold(0, |most, len| len.map(|len| most.max(len)));
+            Ok((re, reach))
         })
     }
 
@@ -156,15 +155,12 @@ impl Unless {
             .map_or(view.len(), |(i, _)| end + i);
         // A context that overlaps the hit lies within its own length of it: the rest of the
         // window cannot hold one, and is not searched (most contexts are a few characters long).
-        if let Some(reach) = self.reach {
-            lo = lo.max(start.saturating_sub(reach));
-            while !view.is_char_boundary(lo) {
-                lo -= 1;
-            }
-            hi = hi.min(end + reach);
-            while !view.is_char_boundary(hi) {
-                hi += 1;
-            }
+        if let Some(reach) = any.1 {
+            (lo, hi) = whole_range(
+                view,
+                lo.max(start.saturating_sub(reach)),
+                hi.min(end + reach),
+            );
         }
         // The haystack stays the whole view, so `^` and `$` in a context mean the message's start
         // and end, not the window's.
@@ -173,7 +169,7 @@ impl Unless {
         // settles that, where searching for each one alone cost a few thousand instructions per hit
         // for a rule with a dozen of them. Only when one is there does each context say whether it
         // overlaps the hit.
-        if !any.is_match(window()) {
+        if !any.0.is_match(window()) {
             return false;
         }
         let overlaps = |s: usize, e: usize| s < end && start < e;
@@ -394,17 +390,11 @@ impl Prefiltered {
         let Ok(re) = self.re() else {
             return;
         };
-        let mut search = |mut lo: usize, mut hi: usize| {
+        let mut search = |lo: usize, hi: usize| {
             if (self.from_start && lo > 0) || (self.to_end && hi < view.len()) {
                 return;
             }
-            while !view.is_char_boundary(lo) {
-                lo -= 1;
-            }
-            hi = hi.min(view.len());
-            while !view.is_char_boundary(hi) {
-                hi += 1;
-            }
+            let (lo, hi) = whole_range(view, lo, hi);
             // The haystack stays the whole view, so `^` and `$` keep their meaning.
             for m in re.find_iter(Input::new(view).range(lo..hi)) {
                 if !m.is_empty() {
@@ -754,6 +744,18 @@ fn required_prefixes(hir: &Hir) -> Option<Vec<Vec<u8>>> {
         return Some(whole);
     }
     None
+}
+
+/// `lo..hi` widened to whole characters of `view` (and `hi` kept inside it).
+fn whole_range(view: &str, mut lo: usize, hi: usize) -> (usize, usize) {
+    while !view.is_char_boundary(lo) {
+        lo -= 1;
+    }
+    let mut hi = hi.min(view.len());
+    while !view.is_char_boundary(hi) {
+        hi += 1;
+    }
+    (lo, hi)
 }
 
 /// The longest prefix of `bytes` that is whole UTF-8 characters.

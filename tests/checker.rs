@@ -98,6 +98,7 @@ guard! {
     guard_honest_not_knowing: "这个问题我确实不清楚,我请专业的同事来为您解答";
     guard_please_wait: "页面加载有点慢,请您稍等几秒";
     guard_asking_to_repeat: "请您再说一遍,我没听清楚";
+    guard_forbidden_phrase_quoted_in_a_training_note: "培训内容包括服务忌语,例如不得对客户说\"快点,我要下班了\"。";
 }
 
 evasion! {

@@ -1100,7 +1100,7 @@ impl Matcher {
             }
         }
         if !near_hits.is_empty() {
-            self.chain_near(view, near_hits, spans);
+            self.chain_near(view, text, &mut mapped, near_hits, spans);
         }
 
         spans.retain(|s| !self.unless[s.rule as usize].cancels(view, s.start, s.end));
@@ -1153,7 +1153,14 @@ impl Matcher {
     /// the next term by binary search and counts at most `window + 1` characters: linear in the
     /// hits, where a scan of every later hit with a full count of the characters between was
     /// quadratic in the length of the text.
-    fn chain_near(&self, view: &str, hits: &mut [(u32, u16, usize, usize)], spans: &mut Vec<Span>) {
+    fn chain_near(
+        &self,
+        view: &str,
+        text: &str,
+        mapped: &mut Option<Normalized>,
+        hits: &mut [(u32, u16, usize, usize)],
+        spans: &mut Vec<Span>,
+    ) {
         hits.sort_unstable();
         for of_group in hits.chunk_by(|a, b| a.0 == b.0) {
             let g = self.near[of_group[0].0 as usize];
@@ -1166,29 +1173,41 @@ impl Matcher {
             let within = |from: usize, to: usize| {
                 view[from..to].chars().take(g.window + 1).count() <= g.window
             };
-            let mut covered_to = 0;
-            for first in term(0) {
-                if first.2 < covered_to {
-                    continue;
-                }
+            // The chain from `first`, handing each hit it takes to `each`; its end, when complete.
+            let walk = |first: &(u32, u16, usize, usize), each: &mut dyn FnMut(usize, usize)| {
+                each(first.2, first.3);
                 let mut end = first.3;
-                let mut complete = true;
                 for t in 1..g.terms {
                     // The nearest hit of the next term at or after `end`: a later one is only
                     // farther away, so when this one is out of the window, all of them are.
                     let of_term = term(t);
                     let next = of_term
                         .get(of_term.partition_point(|h| h.2 < end))
-                        .filter(|h| within(end, h.2));
-                    match next {
-                        Some(h) => end = h.3,
-                        None => {
-                            complete = false;
-                            break;
-                        }
-                    }
+                        .filter(|h| within(end, h.2))?;
+                    each(next.2, next.3);
+                    end = next.3;
                 }
-                if complete {
+                Some(end)
+            };
+            let mut covered_to = 0;
+            for first in term(0) {
+                if first.2 < covered_to {
+                    continue;
+                }
+                let Some(end) = walk(first, &mut |_, _| {}) else {
+                    continue;
+                };
+                // A term does not span a quotation mark: in 不得对客户说"快点,我要下班了" the term 说快点
+                // would pull the span out of the quotes, and a quoted phrase is the agent quoting,
+                // not saying it (see [`mark_quoted`]). Other punctuation inside a term is an evasion
+                // (下.班.了). Checked only on a whole chain (rare), so a clean message never builds
+                // the offset map for it; the chain from the next first hit (快点) is tried next.
+                let map = with_map(mapped, text);
+                let mut whole = true;
+                walk(first, &mut |s, e| {
+                    whole &= !text[map.original_range(s, e)].contains(is_quotation_mark)
+                });
+                if whole {
                     spans.push(Span {
                         rule: g.rule,
                         start: first.2,
@@ -1235,17 +1254,23 @@ fn drop_covered(rules: &[Rule], hits: &mut Vec<Hit>) {
     });
 }
 
+/// The quotation marks an agent quotes a phrase in, opening and closing.
+const QUOTES: [(char, char); 4] = [('“', '”'), ('「', '」'), ('『', '』'), ('"', '"')];
+
+fn is_quotation_mark(c: char) -> bool {
+    QUOTES.iter().any(|&(open, close)| c == open || c == close)
+}
+
 /// Marks hits that lie wholly inside a pair of quotation marks (“…” 「…」 『…』 "…").
 ///
 /// An agent who writes 您说同事跟您讲“下班了,明天再来”,这确实不应该 is quoting a forbidden phrase to
 /// apologise for it, not saying it; such hits are kept for review but do not count as violations.
 fn mark_quoted(text: &str, hits: &mut [Hit]) {
-    const PAIRS: [(char, char); 4] = [('“', '”'), ('「', '」'), ('『', '』'), ('"', '"')];
-    if hits.is_empty() || !text.chars().any(|c| PAIRS.iter().any(|p| p.0 == c)) {
+    if hits.is_empty() || !text.chars().any(|c| QUOTES.iter().any(|p| p.0 == c)) {
         return;
     }
     let mut quoted: Vec<Range<usize>> = Vec::new();
-    for (open, close) in PAIRS {
+    for (open, close) in QUOTES {
         let mut rest = 0;
         while let Some(i) = text[rest..].find(open) {
             let inner = rest + i + open.len_utf8();

@@ -116,8 +116,8 @@ fn development_set_generalises() {
 fn ordinary_text_is_almost_never_flagged() {
     // News, product reviews, forum posts, friends' chat and polite replies: at most 1 line in 200
     // flagged at warn or above over all the files. ordinary2.txt (400 lines) and ordinary3.txt to
-    // ordinary11.txt (300 each) were written later, without reading the rules: 0, 4, 5, 1, 7, 1, 6,
-    // 4, 2 and 1 lines flagged on first measurement.
+    // ordinary13.txt (300 each) were written later, without reading the rules: 0, 4, 5, 1, 7, 1, 6,
+    // 4, 2, 1, 4 and 5 lines flagged on first measurement.
     let mut lines = 0;
     let mut flagged: Vec<String> = Vec::new();
     for file in [
@@ -132,6 +132,8 @@ fn ordinary_text_is_almost_never_flagged() {
         "tests/data/ordinary9.txt",
         "tests/data/ordinary10.txt",
         "tests/data/ordinary11.txt",
+        "tests/data/ordinary12.txt",
+        "tests/data/ordinary13.txt",
     ] {
         let text = std::fs::read_to_string(repo(file)).unwrap();
         for l in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -145,7 +147,7 @@ fn ordinary_text_is_almost_never_flagged() {
             }
         }
     }
-    assert!(lines >= 3600, "{lines}");
+    assert!(lines >= 4200, "{lines}");
     assert!(
         flagged.len() * 200 <= lines,
         "{} of {lines} ordinary lines flagged:\n{}",
@@ -160,7 +162,8 @@ fn held_out_sets_stay_above_their_measured_level() {
     // 0.811 / 0.973, holdout3 0.750 / 0.989, holdout4 0.664 / 1.000, holdout5 0.547 / 1.000,
     // holdout6 0.685 / 0.984, holdout7 0.824 / 1.000, holdout8 0.657 / 0.985, holdout9 0.741 / 0.988,
     // holdout10 0.618 / 0.919, holdout11 0.856 / 1.000, holdout12 0.917 / 0.992, holdout13
-    // 0.765 / 1.000, holdout14 0.831 / 1.000, holdout15 0.762 / 0.990) were taken before
+    // 0.765 / 1.000, holdout14 0.831 / 1.000, holdout15 0.762 / 0.990, holdout16 0.742 / 1.000,
+    // holdout17 0.682 / 0.989) were taken before
     // any rule was written from their misses; this guards against regressions, it does not measure
     // generalisation any more.
     for (file, recall) in [
@@ -179,6 +182,7 @@ fn held_out_sets_stay_above_their_measured_level() {
         ("tests/data/holdout13.jsonl", 0.95),
         ("tests/data/holdout14.jsonl", 0.95),
         ("tests/data/holdout15.jsonl", 0.95),
+        ("tests/data/holdout16.jsonl", 0.95),
     ] {
         let set = labelled(&repo(file));
         assert_score(file, &score(&set), recall, 0.95, 0.95);

@@ -239,6 +239,12 @@ fn runs(text: &str) -> Vec<Run> {
     runs
 }
 
+/// Words that, between a reference word and the number, say the number is a person's after all:
+/// 快递员电话 is the courier's phone, not a waybill.
+const PERSONAL_WORDS: &[&str] = &["电话", "手机", "联系方式", "身份证", "卡号", "银行卡"];
+
+/// Whether the number at `start` is introduced as a reference of the business: a reference word
+/// shortly before it, with no word for a person's number after that word.
 fn is_reference(text: &str, start: usize) -> bool {
     let before = &text[..start];
     let from = before
@@ -247,7 +253,12 @@ fn is_reference(text: &str, start: usize) -> bool {
         .nth(REFERENCE_REACH - 1)
         .map_or(0, |(b, _)| b);
     let window = &before[from..];
-    REFERENCE_WORDS.iter().any(|w| window.contains(w))
+    REFERENCE_WORDS.iter().any(|w| {
+        window.rfind(w).is_some_and(|at| {
+            let after = &window[at + w.len()..];
+            !PERSONAL_WORDS.iter().any(|p| after.contains(p))
+        })
+    })
 }
 
 fn digits_of(text: &str, groups: &[Range<usize>]) -> Vec<u8> {
@@ -514,5 +525,20 @@ mod tests {
         assert!(kinds("订单号3026112900012346已为您记录").is_empty());
         assert!(kinds("运单号:13600001234").is_empty());
         assert!(kinds("型号AB13600001234").is_empty());
+        assert!(kinds("快递单号 13600001234").is_empty());
+    }
+
+    #[test]
+    fn a_persons_number_named_after_a_reference_word_is_still_personal() {
+        // 快递 opens 快递员电话, the courier's phone: a mobile number, spaced digit by digit.
+        assert_eq!(
+            kinds("快递员电话 1 3 3 6 7 4 2 8 1 0 5"),
+            [(
+                Detector::Mobile,
+                "1 3 3 6 7 4 2 8 1 0 5".to_string(),
+                "133****8105".to_string()
+            )]
+        );
+        assert_eq!(kinds("物流公司的联系方式13367428105").len(), 1);
     }
 }
